@@ -8,8 +8,8 @@ Every conversion between the two goes through this module.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from qwen_vl_utils import smart_resize
 

@@ -45,7 +45,9 @@ TINY_MAX_PIXELS = 64 * FACTOR * FACTOR
 
 _CORPUS = [
     "<think>The question asks about the small red sign in the corner.</think>",
-    '<tool_call>{"name": "image_zoom_in_tool", "arguments": {"bbox_2d": [10, 20, 110, 220], "label": "sign"}}</tool_call>',
+    "<tool_call>"
+    + '{"name": "image_zoom_in_tool", "arguments": {"bbox_2d": [10, 20, 110, 220], "label": "sign"}}'
+    + "</tool_call>",
     "<box>[0, 12, 345, 678]</box> <answer>B</answer> <answer>yes</answer> <answer>no</answer>",
     "<tool_response>Zoomed in on region. The cropped image is 112x84 pixels.</tool_response>",
     '{"bbox_2d": [1, 2, 3, 4], "label": "the man on the left"} (12,34),(56,78)',
