@@ -1,0 +1,48 @@
+"""Prompt templates shared by the data-prep scripts and the dataset hook.
+
+Prompts state the size of the image **as the model sees it** (after ``smart_resize``), because the
+model writes boxes in that frame. Data prep cannot know that size (it depends on the min/max pixels
+of the run), so templates carry the placeholders below and the dataset hook fills them in when the
+image is loaded for training (DESIGN.md section 5).
+"""
+
+from __future__ import annotations
+
+RESIZED_WIDTH = "{resized_width}"
+RESIZED_HEIGHT = "{resized_height}"
+
+#: The paper's protocol: the zoom call is a bare <box>; tool parser format ``ground_r1_box``.
+SYSTEM_BOX = (
+    "You answer questions about an image by looking closely at the evidence. "
+    f"The image is {RESIZED_WIDTH}x{RESIZED_HEIGHT} pixels; coordinates are absolute pixels in that image. "
+    "In every turn, first reason inside <think></think>. Then either zoom in on the region that holds the "
+    "evidence by writing <box>[x1, y1, x2, y2]</box>, after which you receive the zoomed region as a new image, "
+    "or give the final answer inside <answer></answer>."
+)
+
+#: DeepEyes-style hermes tool calls; the tool schema is rendered into the system turn by the chat template.
+SYSTEM_HERMES = (
+    "You answer questions about an image by looking closely at the evidence. "
+    f"The image is {RESIZED_WIDTH}x{RESIZED_HEIGHT} pixels; coordinates are absolute pixels in that image. "
+    "In every turn, first reason inside <think></think>. Then either call image_zoom_in_tool inside "
+    "<tool_call></tool_call> with the region that holds the evidence, after which you receive the zoomed region "
+    "as a new image, or give the final answer inside <answer></answer>."
+)
+
+VQA_USER = "<image>\n{question}"
+MULTIPLE_CHOICE_USER = "<image>\n{question}\n{options}\nAnswer with the option's letter."
+GROUNDING_USER = (
+    '<image>\nLocate the object described by "{expression}" in the image, which is '
+    f"{RESIZED_WIDTH}x{RESIZED_HEIGHT} pixels. Reason inside <think></think>, then output its bounding box as "
+    '<answer>{{"bbox_2d": [x1, y1, x2, y2]}}</answer> in absolute pixels of that image.'
+)
+
+
+def format_options(options: list[str]) -> str:
+    """``["red", "blue"]`` -> ``"A. red\\nB. blue"``."""
+    return "\n".join(f"{chr(ord('A') + i)}. {text}" for i, text in enumerate(options))
+
+
+def fill_frame(text: str, resized_width: int, resized_height: int) -> str:
+    """Replace the resized-size placeholders (and only those: questions may hold other braces)."""
+    return text.replace(RESIZED_WIDTH, str(resized_width)).replace(RESIZED_HEIGHT, str(resized_height))
