@@ -34,7 +34,7 @@ MULTIPLE_CHOICE_USER = "<image>\n{question}\n{options}\nAnswer with the option's
 GROUNDING_USER = (
     '<image>\nLocate the object described by "{expression}" in the image, which is '
     f"{RESIZED_WIDTH}x{RESIZED_HEIGHT} pixels. Reason inside <think></think>, then output its bounding box as "
-    '<answer>{{"bbox_2d": [x1, y1, x2, y2]}}</answer> in absolute pixels of that image.'
+    '<answer>{"bbox_2d": [x1, y1, x2, y2]}</answer> in absolute pixels of that image.'
 )
 
 
@@ -43,6 +43,16 @@ def format_options(options: list[str]) -> str:
     return "\n".join(f"{chr(ord('A') + i)}. {text}" for i, text in enumerate(options))
 
 
+def fill(template: str, **fields: object) -> str:
+    """Replace ``{name}`` for each given field and nothing else (questions and JSON examples hold braces).
+
+    Data prep fills ``question``/``options``/``expression``; the dataset hook fills the frame later.
+    """
+    for name, value in fields.items():
+        template = template.replace("{" + name + "}", str(value))
+    return template
+
+
 def fill_frame(text: str, resized_width: int, resized_height: int) -> str:
-    """Replace the resized-size placeholders (and only those: questions may hold other braces)."""
-    return text.replace(RESIZED_WIDTH, str(resized_width)).replace(RESIZED_HEIGHT, str(resized_height))
+    """Fill the resized-size placeholders once the run's min/max pixels are known."""
+    return fill(text, resized_width=resized_width, resized_height=resized_height)
