@@ -1,4 +1,20 @@
 """veRL plugin: ``import verl`` imports this module in every process through the ``verl.plugins`` entry point.
 
-Each import below registers something with one of veRL's registries.
+Each module below registers something with one of veRL's registries when imported. veRL swallows plugin
+import errors (logged at debug level), so a failure is logged here loudly before it propagates.
 """
+
+import importlib
+import logging
+
+REGISTERING_MODULES = (
+    "verl_ext.algorithms.srpo",  # advantage estimator "srpo"
+    "verl_ext.tools.box_parser",  # tool parser "ground_r1_box" (multi_turn.format)
+)
+
+for _module in REGISTERING_MODULES:
+    try:
+        importlib.import_module(_module)
+    except Exception:
+        logging.getLogger(__name__).exception("Ground-R1 plugin: importing %s failed", _module)
+        raise

@@ -1,0 +1,1 @@
+"""Advantage estimators registered with veRL's ``register_adv_est``."""
