@@ -1,0 +1,130 @@
+"""What every converter script shares: common flags, the conversion loop with progress bar, skips and summary.
+
+The loop keeps the books: records read == rows written + records skipped (each with its reason).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pyarrow as pa
+from tqdm import tqdm
+
+from verl_ext.data.rows import SYSTEM_PROMPTS, validate_row
+from verl_ext.data.validation import BadRecord, DataPrepError
+from verl_ext.data.writer import SplitWriter
+
+T = TypeVar("T")
+#: How many skipped records are listed one by one before only the counts are shown.
+SHOW_SKIPPED = 20
+
+
+def parser(description: str, *, protocol: bool = True) -> argparse.ArgumentParser:
+    """An argument parser with the flags every converter has."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, required=True, help="output folder (created if missing)")
+    p.add_argument("--limit", type=int, default=None, help="convert only the first N records (a quick sample)")
+    p.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="skip records with bad input (missing/unreadable image, bad box ...) and count them; default: stop",
+    )
+    p.add_argument(
+        "--embed-images",
+        action="store_true",
+        help="store the encoded image bytes in the parquet (and in the zoom tool's kwargs) instead of paths",
+    )
+    if protocol:
+        p.add_argument(
+            "--protocol",
+            choices=sorted(SYSTEM_PROMPTS),
+            default="box",
+            help="zoom-call syntax the system prompt teaches: 'box' (<box>[x1,y1,x2,y2]</box>, the paper's) "
+            "or 'hermes' (<tool_call> JSON); must match the recipe's multi_turn.format (default: box)",
+        )
+    return p
+
+
+@dataclass
+class Summary:
+    """Counts of one conversion, printed at the end."""
+
+    read: int = 0
+    written: dict[str, int] = field(default_factory=dict)
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    def lines(self, out_dir: Path) -> list[str]:
+        out = [f"wrote {n} rows to {out_dir / f'{name}.parquet'}" for name, n in sorted(self.written.items())]
+        reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(self.skipped.items()))
+        out.append(f"skipped {sum(self.skipped.values())} records" + (f" ({reasons})" if reasons else ""))
+        out.append(
+            f"records read {self.read} = rows written {sum(self.written.values())} "
+            f"+ records skipped {sum(self.skipped.values())}"
+        )
+        return out
+
+
+def convert(
+    items: Iterable[T],
+    build: Callable[[T], tuple[str, dict[str, Any]]],
+    *,
+    out_dir: Path,
+    schema: pa.Schema,
+    skip_bad: bool,
+    limit: int | None = None,
+    total: int | None = None,
+    desc: str = "converting",
+) -> Summary:
+    """Turn each item into ``(file name, row)`` with ``build`` and write it; BadRecord stops or is skipped."""
+    summary = Summary()
+    if limit is not None:
+        total = limit if total is None else min(total, limit)
+    with SplitWriter(out_dir, schema) as writer:
+        for item in tqdm(_take(items, limit), total=total, desc=desc, unit="row", file=sys.stderr):
+            summary.read += 1
+            try:
+                name, row = build(item)
+            except BadRecord as e:
+                if not skip_bad:
+                    raise
+                summary.skipped[e.reason] += 1
+                if sum(summary.skipped.values()) <= SHOW_SKIPPED:
+                    tqdm.write(f"skipped: {e}", file=sys.stderr)
+                continue
+            row["extra_info"]["index"] = writer.counts.get(name, 0)
+            validate_row(row)
+            writer.write(name, row)
+        summary.written = dict(writer.counts)
+    return summary
+
+
+def _take(items: Iterable[T], limit: int | None) -> Iterator[T]:
+    for i, item in enumerate(items):
+        if limit is not None and i >= limit:
+            return
+        yield item
+
+
+def run(
+    p: argparse.ArgumentParser, main: Callable[[argparse.Namespace], Summary], argv: list[str] | None = None
+) -> None:
+    """Parse the flags and run a converter: print the summary, or a one-line error (exit status 2) for bad input."""
+    args = p.parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        p.error("--limit must be at least 1")
+    try:
+        summary = main(args)
+    except BadRecord as e:
+        print(f"error: {e}\n(use --skip-bad to skip such records and count them)", file=sys.stderr)
+        sys.exit(2)
+    except DataPrepError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    for line in summary.lines(args.out):
+        print(line)

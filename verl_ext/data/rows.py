@@ -1,0 +1,125 @@
+"""Building and checking rows: prompts from ``verl_ext.prompts``, image entries, tool kwargs, answer types."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from verl_ext import prompts
+from verl_ext.data.schema import ANSWER_TYPES, EXTRA_INFO_FIELDS, SINGLE_TURN_AGENT, TOOL_AGENT, ZOOM_TOOL
+
+#: Zoom-call protocol named in the system prompt; the recipe's ``multi_turn.format`` must match it.
+SYSTEM_PROMPTS = {"box": prompts.SYSTEM_BOX, "hermes": prompts.SYSTEM_HERMES}
+
+_NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?%?$")
+_OPTION_LINE = re.compile(r"^\s*\(?([A-J])[.):]\s*(.+?)\s*$")
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """The original image of a row: an absolute path, and the encoded bytes when they are embedded."""
+
+    path: Path
+    width: int
+    height: int
+    data: bytes | None = None
+
+    def embedded(self) -> ImageRef:
+        return self if self.data is not None else ImageRef(self.path, self.width, self.height, self.path.read_bytes())
+
+
+def image_columns(image: ImageRef) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The ``images`` entry and the zoom tool's ``tools_kwargs`` for one image (path or embedded bytes)."""
+    entry = {"bytes": image.data, "path": str(image.path)}
+    create = {"image_bytes": image.data} if image.data is not None else {"image_path": str(image.path)}
+    return [entry], {ZOOM_TOOL: {"create_kwargs": create}}
+
+
+def build_row(
+    *,
+    data_source: str,
+    messages: list[dict[str, str]],
+    image: ImageRef,
+    ability: str,
+    ground_truth: Any,
+    extra_info: dict[str, Any],
+    use_tool: bool,
+) -> dict[str, Any]:
+    """One parquet row; every row carries the zoom tool's kwargs, ``agent_name`` says whether the loop uses it."""
+    images, tools_kwargs = image_columns(image)
+    extra = {
+        **extra_info,
+        "image_width": image.width,
+        "image_height": image.height,
+        "need_tools_kwargs": True,
+        "tools_kwargs": tools_kwargs,
+    }
+    row = {
+        "data_source": data_source,
+        "prompt": messages,
+        "images": images,
+        "ability": ability,
+        "reward_model": {"style": "rule", "ground_truth": ground_truth},
+        "extra_info": extra,
+        "agent_name": TOOL_AGENT if use_tool else SINGLE_TURN_AGENT,
+    }
+    return row
+
+
+def validate_row(row: dict[str, Any]) -> None:
+    """Invariants every converter must keep (a failure here is a converter bug, not bad input)."""
+    extra = row["extra_info"]
+    unknown = set(extra) - EXTRA_INFO_FIELDS
+    if unknown:
+        raise ValueError(f"extra_info keys not in the schema: {sorted(unknown)}")
+    for key in ("index", "split", "image_width", "image_height"):
+        if extra.get(key) is None:
+            raise ValueError(f"extra_info.{key} is required")
+    slots = sum(m["content"].count("<image>") for m in row["prompt"])
+    if slots != len(row["images"]):
+        raise ValueError(f"prompt has {slots} <image> slots for {len(row['images'])} images")
+    if extra.get("answer_type") is not None and extra["answer_type"] not in ANSWER_TYPES:
+        raise ValueError(f"answer_type {extra['answer_type']!r} not in {ANSWER_TYPES}")
+    if row["reward_model"]["ground_truth"] is None:
+        raise ValueError("reward_model.ground_truth is required")
+
+
+def vqa_messages(question: str, options: list[str] | None, protocol: str) -> list[dict[str, str]]:
+    """System turn naming the zoom protocol and a user turn with the image, the question and lettered options."""
+    if options:
+        user = prompts.fill(prompts.MULTIPLE_CHOICE_USER, question=question, options=prompts.format_options(options))
+    else:
+        user = prompts.fill(prompts.VQA_USER, question=question)
+    return [{"role": "system", "content": SYSTEM_PROMPTS[protocol]}, {"role": "user", "content": user}]
+
+
+def grounding_messages(expression: str, protocol: str | None) -> list[dict[str, str]]:
+    """The grounding instruction; with a zoom protocol, a system turn that offers the zoom too."""
+    user = {"role": "user", "content": prompts.fill(prompts.GROUNDING_USER, expression=expression)}
+    return [user] if protocol is None else [{"role": "system", "content": SYSTEM_PROMPTS[protocol]}, user]
+
+
+def infer_answer_type(answer: str) -> str | None:
+    """``yes_no`` or ``number`` when the answer shows it; None when the text alone cannot tell."""
+    text = answer.strip().rstrip(".").lower()
+    if text in ("yes", "no"):
+        return "yes_no"
+    if _NUMBER.match(text.replace(",", "")):
+        return "number"
+    return None
+
+
+def split_options(question: str) -> tuple[str, list[str]]:
+    """Split trailing option lines (``A. red`` / ``(B) blue``, consecutive from A) off a question."""
+    lines = question.rstrip().split("\n")
+    start = len(lines)
+    while start > 0 and _OPTION_LINE.match(lines[start - 1]):
+        start -= 1
+    block = [_OPTION_LINE.match(line) for line in lines[start:]]
+    letters = [m.group(1) for m in block if m]
+    stem = "\n".join(lines[:start]).strip()
+    if len(letters) < 2 or letters != [chr(ord("A") + k) for k in range(len(letters))] or not stem:
+        return question.strip(), []
+    return stem, [m.group(2) for m in block if m]
