@@ -138,6 +138,8 @@ def build_config(tokenizer):
         vision_start_token_id=ids("<|vision_start|>"),
         vision_end_token_id=ids("<|vision_end|>"),
         tie_word_embeddings=False,
+        # veRL's HFModelConfig requires exactly one architecture, also for config-only folders.
+        architectures=["Qwen2_5_VLForConditionalGeneration"],
     )
 
 
