@@ -1,0 +1,63 @@
+"""Ground-R1 training entrypoint: veRL's PPO trainer with SRPO routing and per-scale-bin diagnostics.
+
+    python -m recipe.ground_r1.main_ground_r1 algorithm.adv_estimator=srpo ...   # SRPO
+    python -m recipe.ground_r1.main_ground_r1 algorithm.adv_estimator=grpo ...   # the GRPO baseline
+
+The config (``config/ground_r1.yaml``) composes veRL's own ``ppo_trainer`` from the installed package and
+selects the ``ground_r1_sync`` trainer (veRL's sync v1 trainer plus the evidence-scale hook).
+"""
+
+from __future__ import annotations
+
+import hydra
+import ray
+from omegaconf import DictConfig
+from verl.trainer.main_ppo import TaskRunnerV1, run_ppo
+from verl.trainer.ppo.utils import need_critic, need_reference_policy
+from verl.utils.config import validate_config
+from verl.utils.device import auto_set_device
+
+from verl_ext.algorithms.srpo import SRPOConfig, SRPOConfigError
+
+TRAINER_MODE = "ground_r1_sync"
+
+
+def check_config(config: DictConfig) -> None:
+    """Fail before Ray starts on options SRPO and the scale hook cannot run with."""
+    SRPOConfig.from_algorithm_config(config.algorithm)
+    if str(config.algorithm.adv_estimator) != "srpo":
+        return
+    if not config.trainer.use_v1:
+        raise SRPOConfigError("SRPO routes evidence scales through the v1 trainer: set trainer.use_v1=true")
+    if config.trainer.v1.trainer_mode != TRAINER_MODE:
+        raise SRPOConfigError(
+            f"SRPO needs trainer.v1.trainer_mode={TRAINER_MODE} (veRL's sync trainer plus the evidence-scale "
+            f"hook), got {config.trainer.v1.trainer_mode!r}"
+        )
+
+
+@ray.remote(num_cpus=1)
+class GroundR1TaskRunner(TaskRunnerV1.__ray_actor_class__):
+    """veRL's v1 task runner; registers the Ground-R1 trainer in its own (Ray actor) process first."""
+
+    def run(self, config: DictConfig) -> None:
+        import verl_ext.trainer.ground_r1_trainer  # noqa: F401  (register_trainer("ground_r1_sync"))
+
+        super().run(config)
+
+
+def run_ground_r1(config: DictConfig) -> None:
+    """Check, then hand the composed config to veRL's ``run_ppo`` with the Ground-R1 task runner."""
+    check_config(config)
+    auto_set_device(config)
+    validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
+    run_ppo(config, task_runner_class=GroundR1TaskRunner)
+
+
+@hydra.main(config_path="config", config_name="ground_r1", version_base=None)
+def main(config: DictConfig) -> None:
+    run_ground_r1(config)
+
+
+if __name__ == "__main__":
+    main()

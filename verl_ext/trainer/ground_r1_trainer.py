@@ -1,0 +1,105 @@
+"""veRL v1 sync trainer with evidence-scale routing for SRPO and per-scale-bin diagnostics.
+
+Registered with veRL's ``register_trainer`` as ``ground_r1_sync`` (the recipe config selects it through
+``trainer.v1.trainer_mode``). It is veRL's ``PPOTrainerSync`` with one step wrapped: the advantage step
+reads each trajectory's ``evidence_scale`` from its reward extra info (``extra_fields.reward_extra_info``
+in TransferQueue, in the batch's key order), hands them to the SRPO estimator for the duration of veRL's
+own ``_compute_advantage``, and logs ``scale/*`` metrics from the advantages it wrote back.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import transfer_queue as tq
+from verl.trainer.ppo.v1 import PPOTrainerSync, register_trainer
+
+from verl_ext.algorithms.routing import routed_evidence_scales
+from verl_ext.algorithms.srpo import LAUNCH_HINT, SRPOConfig, SRPOConfigError
+from verl_ext.trainer.diagnostics import scale_bin_metrics
+
+TRAINER_MODE = "ground_r1_sync"
+SCALE_KEY = "evidence_scale"
+ACC_KEY = "acc"
+
+
+def reward_extra_infos(extra_fields: Any) -> list[dict]:
+    """Each row's ``reward_extra_info`` dict from a TransferQueue ``extra_fields`` column."""
+    rows = extra_fields.tolist() if hasattr(extra_fields, "tolist") else list(extra_fields)
+    infos = []
+    for row in rows:
+        row = getattr(row, "data", row)
+        info = row.get("reward_extra_info") if isinstance(row, dict) else None
+        infos.append(info if isinstance(info, dict) else {})
+    return infos
+
+
+def _as_float(value: Any) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def evidence_scales_from_infos(infos: list[dict], missing: float, required: bool) -> torch.Tensor:
+    """Per-row evidence scales; ``missing`` for rows whose value is None/NaN.
+
+    When no row carries the key at all and ``required`` (SRPO is running), the reward function does not
+    produce scales: raise instead of silently binning everything together.
+    """
+    if required and infos and not any(SCALE_KEY in info for info in infos):
+        raise SRPOConfigError(f"no '{SCALE_KEY}' in the reward extra info of this batch. " + LAUNCH_HINT)
+    values = [_as_float(info.get(SCALE_KEY)) for info in infos]
+    return torch.tensor([missing if v is None else v for v in values], dtype=torch.float64)
+
+
+def accuracies_from_infos(infos: list[dict]) -> torch.Tensor | None:
+    """Per-row ``acc`` when the reward reports it for every row."""
+    values = [_as_float(info.get(ACC_KEY)) for info in infos]
+    if not values or any(v is None for v in values):
+        return None
+    return torch.tensor(values, dtype=torch.float64)
+
+
+def per_row_mean(nested: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over each row's valid response tokens of a nested (jagged) per-token tensor."""
+    values = nested.to_padded_tensor(0.0).to(torch.float64)
+    weights = mask.to_padded_tensor(0).to(torch.float64)
+    return (values * weights).sum(-1) / weights.sum(-1).clamp_min(1.0)
+
+
+@register_trainer(TRAINER_MODE)
+class GroundR1TrainerSync(PPOTrainerSync):
+    """``PPOTrainerSync`` whose advantage step routes evidence scales and logs per-scale-bin metrics."""
+
+    def _compute_advantage(self, batch, metrics: dict) -> Any:
+        algorithm = self.config.algorithm
+        srpo_cfg = SRPOConfig.from_algorithm_config(algorithm)
+        is_srpo = str(algorithm.adv_estimator) == "srpo"
+
+        fields = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["extra_fields"])
+        infos = reward_extra_infos(fields["extra_fields"])
+        scales = evidence_scales_from_infos(infos, srpo_cfg.scale_when_missing, required=is_srpo)
+
+        if is_srpo:
+            with routed_evidence_scales(scales, keys=batch.keys):
+                batch = super()._compute_advantage(batch, metrics)
+        else:
+            batch = super()._compute_advantage(batch, metrics)
+
+        out = tq.kv_batch_get(
+            keys=batch.keys,
+            partition_id=batch.partition_id,
+            select_fields=["advantages", "rm_scores", "response_mask"],
+        )
+        rewards = out["rm_scores"].to_padded_tensor(0.0).to(torch.float64).sum(-1)
+        advantages = per_row_mean(out["advantages"], out["response_mask"])
+        metrics.update(
+            scale_bin_metrics(
+                scales, rewards, advantages, accuracies_from_infos(infos), srpo_cfg.num_bins, srpo_cfg.bin_edges
+            )
+        )
+        return batch
