@@ -1,0 +1,146 @@
+"""The recipe's trainer hook inside veRL's real v1 advantage step, on a real TransferQueue (local Ray)."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import pytest
+import ray
+import torch
+import transfer_queue as tq
+from hydra import compose, initialize_config_dir
+from tensordict import NonTensorStack, TensorDict
+
+from verl_ext.algorithms.srpo import SRPOConfigError, compute_srpo_outcome_advantage
+from verl_ext.trainer.diagnostics import bin_label
+from verl_ext.trainer.ground_r1_trainer import GroundR1TrainerSync
+
+CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "recipe", "ground_r1", "config")
+
+
+@pytest.fixture(scope="module")
+def transfer_queue():
+    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False)
+    tq.init({"backend": {"SimpleStorage": {"num_data_storage_units": 1}}})
+    yield
+    tq.close()
+    ray.shutdown()
+
+
+def trainer(estimator: str) -> GroundR1TrainerSync:
+    """The real trainer class without its workers: only the advantage step runs."""
+    with initialize_config_dir(config_dir=os.path.abspath(CONFIG_DIR), version_base=None):
+        config = compose(config_name="ground_r1", overrides=[f"algorithm.adv_estimator={estimator}"])
+    t = GroundR1TrainerSync.__new__(GroundR1TrainerSync)
+    t.config = config
+    return t
+
+
+def put_rollouts(partition: str, keys, rewards, scales, accs, lengths):
+    """Store rollouts as the v1 agent loop does: nested per-token fields, reward extra info in extra_fields."""
+    rm_scores, masks = [], []
+    for reward, length in zip(rewards, lengths, strict=True):
+        score = torch.zeros(length)
+        score[-1] = reward
+        rm_scores.append(score)
+        masks.append(torch.ones(length, dtype=torch.int64))
+    extra = [
+        {"reward_extra_info": {"evidence_scale": s, "acc": a, "score": r}}
+        for s, a, r in zip(scales, accs, rewards, strict=True)
+    ]
+    fields = TensorDict(
+        {
+            "uid": NonTensorStack(*[k.split("_")[0] for k in keys]),
+            "rm_scores": torch.nested.as_nested_tensor(rm_scores, layout=torch.jagged),
+            "response_mask": torch.nested.as_nested_tensor(masks, layout=torch.jagged),
+            "extra_fields": NonTensorStack(*extra),
+        },
+        batch_size=len(keys),
+    )
+    return tq.kv_batch_put(keys=list(keys), partition_id=partition, fields=fields)
+
+
+def scalar_advantages(batch) -> dict[str, float]:
+    out = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["advantages"])
+    return {k: float(row[0]) for k, row in zip(batch.keys, out["advantages"].unbind(), strict=True)}
+
+
+def test_scales_reach_srpo_aligned_with_scrambled_keys(transfer_queue):
+    rng = random.Random(0)
+    uids = ["p0", "p1", "p2"]
+    keys = [f"{u}_{s}_0" for u in uids for s in range(6)]
+    rewards = {k: rng.choice([0.0, 1.0]) for k in keys}
+    scales = {k: rng.random() for k in keys}
+    accs = {k: rewards[k] for k in keys}
+    stored = keys[:]
+    rng.shuffle(stored)
+    put_rollouts(
+        "train",
+        stored,
+        [rewards[k] for k in stored],
+        [scales[k] for k in stored],
+        [accs[k] for k in stored],
+        [rng.randint(2, 7) for _ in stored],
+    )
+    scrambled = keys[:]
+    rng.shuffle(scrambled)
+    assert scrambled != stored
+    batch = tq.kv_batch_put(keys=scrambled, partition_id="train", tags=[{}] * len(scrambled))
+
+    metrics: dict = {}
+    batch = trainer("srpo")._compute_advantage(batch, metrics)
+    got = scalar_advantages(batch)
+
+    tl = torch.tensor([[rewards[k]] for k in keys])
+    expected, _ = compute_srpo_outcome_advantage(
+        tl,
+        torch.ones_like(tl),
+        np.array([k.split("_")[0] for k in keys], dtype=object),
+        evidence_scale=[scales[k] for k in keys],
+    )
+    for k, e in zip(keys, expected[:, 0].tolist(), strict=True):
+        assert got[k] == pytest.approx(e, abs=1e-5), k
+
+    # The diagnostics agree with the rows of this step.
+    bins = [min(int(3 * scales[k]), 2) for k in keys]
+    for b in range(3):
+        members = [k for k, kb in zip(keys, bins, strict=True) if kb == b]
+        label = bin_label(b, 3, None)
+        assert metrics[f"scale/{label}/share"] == pytest.approx(len(members) / len(keys))
+        if members:
+            assert metrics[f"scale/{label}/reward_mean"] == pytest.approx(np.mean([rewards[k] for k in members]))
+            assert metrics[f"scale/{label}/acc"] == pytest.approx(np.mean([accs[k] for k in members]))
+            assert metrics[f"scale/{label}/adv_mean"] == pytest.approx(np.mean([got[k] for k in members]), abs=1e-5)
+    assert metrics["scale/evidence_scale_mean"] == pytest.approx(np.mean(list(scales.values())))
+
+
+def test_grpo_runs_unchanged_and_still_logs_the_scale_bins(transfer_queue):
+    keys = [f"q_{s}_0" for s in range(4)]
+    rewards, scales = [1.0, 0.0, 1.0, 1.0], [0.05, 0.1, 0.9, 0.95]
+    batch = put_rollouts("grpo", keys, rewards, scales, rewards, [3, 3, 3, 3])
+    metrics: dict = {}
+    batch = trainer("grpo")._compute_advantage(batch, metrics)
+    got = scalar_advantages(batch)
+    std = float(np.std(rewards, ddof=1))
+    for k, r in zip(keys, rewards, strict=True):
+        assert got[k] == pytest.approx((r - 0.75) / (std + 1e-6), abs=1e-5)
+    # GRPO's bias in numbers: the small-scale bin carries the negative mean advantage.
+    assert metrics["scale/bin0_0-33/adv_mean"] < 0 < metrics["scale/bin2_67-100/adv_mean"]
+
+
+def test_srpo_refuses_a_reward_without_evidence_scales(transfer_queue):
+    keys = [f"r_{s}_0" for s in range(2)]
+    fields = TensorDict(
+        {
+            "uid": NonTensorStack("r", "r"),
+            "rm_scores": torch.nested.as_nested_tensor([torch.ones(2), torch.zeros(2)], layout=torch.jagged),
+            "response_mask": torch.nested.as_nested_tensor([torch.ones(2, dtype=torch.int64)] * 2, layout=torch.jagged),
+            "extra_fields": NonTensorStack({"reward_extra_info": {"acc": 1.0}}, {"reward_extra_info": {"acc": 0.0}}),
+        },
+        batch_size=2,
+    )
+    batch = tq.kv_batch_put(keys=keys, partition_id="noscale", fields=fields)
+    with pytest.raises(SRPOConfigError, match="no 'evidence_scale' in the reward extra info"):
+        trainer("srpo")._compute_advantage(batch, {})
