@@ -11,8 +11,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from qwen_vl_utils import smart_resize
-
 #: Qwen2.5-VL: 14 px patches merged 2x2, so resized sides are multiples of 28.
 FACTOR = 28
 #: qwen_vl_utils' defaults for images (4 and 16384 tokens of 28x28 px).
@@ -68,6 +66,9 @@ def resized_size(
     factor: int = FACTOR,
 ) -> tuple[int, int]:
     """(width, height) the Qwen processor gives an image, from ``qwen_vl_utils.smart_resize``."""
+    # Imported here: qwen_vl_utils pulls in torch and torchvision (seconds), which box arithmetic never needs.
+    from qwen_vl_utils import smart_resize
+
     min_pixels = DEFAULT_MIN_PIXELS if min_pixels is None else int(min_pixels)
     max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
     h, w = smart_resize(int(height), int(width), factor=factor, min_pixels=min_pixels, max_pixels=max_pixels)
