@@ -3,47 +3,28 @@
 Why a process: veRL's reward managers call ``compute_score`` from executor threads, where
 ``math_verify``'s signal-based timeouts cannot run (it raises unless they are disabled), and a hostile
 answer such as ``9^{9^{9^{9}}}`` then hangs ``verify`` in C-level big-integer arithmetic that no
-signal interrupts. The worker runs ``math_verify`` in its own main thread with its own timeouts;
-the caller waits at most ``timeout`` seconds and kills and replaces a stuck worker.
+signal interrupts. The worker (:mod:`verl_ext.reward.mathworker`) runs ``math_verify`` in its own main
+thread with its own timeouts; the caller waits at most ``timeout + 1`` seconds and kills a stuck worker,
+which the next call replaces.
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import json
+import select
+import subprocess
+import sys
 import threading
 from functools import lru_cache
-from multiprocessing.connection import Connection
+from pathlib import Path
+
+from verl_ext.reward.base import warn_once
 
 #: Longer answers are not math answers; refusing them bounds the work a single row can cause.
 MAX_CHARS = 1000
-
-
-def _serve(conn: Connection) -> None:
-    """Worker loop: receive (gold, prediction, timeout), answer whether they are equivalent."""
-    import logging
-
-    from math_verify import parse, verify
-
-    logging.getLogger("math_verify").setLevel(logging.CRITICAL)
-
-    def candidates(text: str, seconds: int) -> list:
-        # Bare "x^2+1" parses as a Python expression ("^" is xor); read it as LaTeX math too.
-        found = parse(text, parsing_timeout=seconds)
-        if "$" not in text and "\\(" not in text and "\\[" not in text:
-            found = found + parse(f"${text}$", parsing_timeout=seconds)
-        return found
-
-    while True:
-        try:
-            gold, pred, timeout = conn.recv()
-        except EOFError:
-            return
-        seconds = max(1, int(timeout))
-        try:
-            ok = bool(verify(candidates(gold, seconds), candidates(pred, seconds), timeout_seconds=seconds))
-        except Exception:  # math_verify on arbitrary text: any failure means "not shown equal"
-            ok = False
-        conn.send(ok)
+#: Seconds a fresh worker may take to import math_verify and sympy (slow on a loaded machine).
+STARTUP_TIMEOUT = 300.0
+_WORKER = Path(__file__).with_name("mathworker.py")
 
 
 class MathChecker:
@@ -51,46 +32,63 @@ class MathChecker:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._process: multiprocessing.process.BaseProcess | None = None
-        self._conn: Connection | None = None
+        self._process: subprocess.Popen | None = None
 
     def equivalent(self, gold: str, pred: str, timeout: float) -> bool:
-        """True when ``math_verify`` shows ``pred`` equals ``gold`` within ``timeout`` seconds."""
+        """True when ``math_verify`` shows ``pred`` equals ``gold`` within about ``timeout`` seconds."""
         if len(gold) > MAX_CHARS or len(pred) > MAX_CHARS:
             return False
         with self._lock:
-            conn = self._ensure_started()
             try:
-                conn.send((gold, pred, timeout))
-                if conn.poll(timeout + 1.0):
-                    return bool(conn.recv())
-            except (EOFError, OSError):
-                pass
-            self._stop()
-            return False
+                process = self._ensure_started()
+                process.stdin.write(json.dumps({"gold": gold, "pred": pred, "timeout": timeout}) + "\n")
+                process.stdin.flush()
+                reply = self._read_line(process, timeout + 1.0)
+            except OSError as e:
+                warn_once("math_verify worker failed: math answers score 0 until it runs", repr(e))
+                reply = None
+            if reply is None:
+                self._stop()
+                return False
+            return reply.strip() == "1"
 
     def close(self) -> None:
         with self._lock:
             self._stop()
 
-    def _ensure_started(self) -> Connection:
-        if self._process is None or not self._process.is_alive():
+    def _ensure_started(self) -> subprocess.Popen:
+        if self._process is not None and self._process.poll() is None:
+            return self._process
+        self._stop()
+        # -I: isolated, so the worker's folder does not shadow modules and the package is not imported.
+        self._process = subprocess.Popen(
+            [sys.executable, "-I", str(_WORKER)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
+        )
+        if self._read_line(self._process, STARTUP_TIMEOUT) != "ready\n":
             self._stop()
-            ctx = multiprocessing.get_context("spawn")
-            parent, child = ctx.Pipe()
-            self._process = ctx.Process(target=_serve, args=(child,), name="math-verify", daemon=True)
-            self._process.start()
-            child.close()
-            self._conn = parent
-        return self._conn
+            raise OSError("math_verify worker did not start")
+        return self._process
+
+    @staticmethod
+    def _read_line(process: subprocess.Popen, timeout: float) -> str | None:
+        ready, _, _ = select.select([process.stdout], [], [], timeout)
+        if not ready:
+            return None
+        line = process.stdout.readline()
+        return line or None
 
     def _stop(self) -> None:
         if self._process is not None:
             self._process.kill()
-            self._process.join()
-        if self._conn is not None:
-            self._conn.close()
-        self._process, self._conn = None, None
+            self._process.wait()
+            for stream in (self._process.stdin, self._process.stdout):
+                stream.close()
+        self._process = None
 
 
 _CHECKER = MathChecker()
