@@ -1,0 +1,171 @@
+"""The zoom tool on its own: exact crops from the original, image sources, per-trajectory decoding, records."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+from verl.tools.tool_registry import initialize_tools_from_config
+
+from verl_ext.evidence import ZOOM_RECORDS_KEY, evidence_scale
+from verl_ext.tools.region_zoom import TOOL_NAME, RegionZoomTool
+
+BOUNDS = {"min_pixels": 3136, "max_pixels": 401408}
+
+
+def coordinate_image(width: int, height: int) -> Image.Image:
+    """Each pixel spells its own (x, y): R = x mod 256, G = y mod 256, B = x // 256 + 16 * (y // 256)."""
+    y, x = np.mgrid[0:height, 0:width]
+    pixels = np.stack([x % 256, y % 256, x // 256 + 16 * (y // 256)], axis=-1).astype(np.uint8)
+    return Image.fromarray(pixels, "RGB")
+
+
+def zoom(tool: RegionZoomTool, agent_data, parameters, **create_kwargs):
+    """One create/execute/release cycle, as ToolAgentLoop runs it around every call."""
+
+    async def cycle():
+        instance_id, _ = await tool.create(create_kwargs=create_kwargs)
+        try:
+            return await tool.execute(instance_id, parameters, agent_data=agent_data)
+        finally:
+            await tool.release(instance_id)
+
+    return asyncio.run(cycle())
+
+
+@pytest.fixture
+def tool(tmp_path) -> RegionZoomTool:
+    return RegionZoomTool({"type": "native", "image_root": str(tmp_path), **BOUNDS})
+
+
+def test_crop_is_the_matching_region_of_a_downscaled_original(tool, tmp_path, agent_data):
+    # 3000x2000 is seen as 756x504 at max_pixels 401408 (smart_resize scales it down).
+    coordinate_image(3000, 2000).save(tmp_path / "big.png")
+    response, _, metrics = zoom(tool, agent_data, {"bbox_2d": [100, 50, 300, 250]}, image_path="big.png")
+    sx, sy = 3000 / 756, 2000 / 504
+    x1, y1 = math.floor(100 * sx), math.floor(50 * sy)
+    x2, y2 = math.ceil(300 * sx), math.ceil(250 * sy)
+    crop = np.asarray(response.image[0]).astype(int)
+    assert crop.shape == (y2 - y1, x2 - x1, 3)
+    # The crop's pixels name their own coordinates in the original.
+    assert (crop[0, 0, 0], crop[0, 0, 1], crop[0, 0, 2]) == (x1 % 256, y1 % 256, x1 // 256 + 16 * (y1 // 256))
+    np.testing.assert_array_equal(crop, np.asarray(coordinate_image(3000, 2000))[y1:y2, x1:x2])
+    assert f"{x2 - x1}x{y2 - y1} pixels of the original" in response.text and "756x504 image" in response.text
+    (record,) = agent_data.extra_fields[ZOOM_RECORDS_KEY]
+    assert record["bbox_original"] == [x1, y1, x2, y2] and record["valid"] and metrics["valid"]
+    assert record["relative_area"] == pytest.approx((x2 - x1) * (y2 - y1) / 6e6)
+    assert evidence_scale(agent_data.extra_fields[ZOOM_RECORDS_KEY]) == record["relative_area"]
+
+
+def test_tiny_box_grows_to_28_px_and_clamps_at_the_border(tool, tmp_path, agent_data):
+    coordinate_image(3000, 2000).save(tmp_path / "big.png")
+    response, _, _ = zoom(tool, agent_data, {"bbox_2d": [755.5, 503.6, 756, 504]}, image_path="big.png")
+    assert response.image[0].size == (28, 28)
+    assert agent_data.extra_fields[ZOOM_RECORDS_KEY][0]["bbox_original"] == [2972, 1972, 3000, 2000]
+    # A box hanging over the edge is clamped to the image.
+    zoom(tool, agent_data, {"bbox_2d": [-100, -100, 189, 126]}, image_path="big.png")
+    assert agent_data.extra_fields[ZOOM_RECORDS_KEY][1]["bbox_original"] == [0, 0, 750, 500]
+
+
+def test_too_thin_region_is_refused(tool, tmp_path, agent_data):
+    Image.new("RGB", (8000, 400)).save(tmp_path / "strip.png")
+    response, _, _ = zoom(tool, agent_data, {"bbox_2d": [0, 10, 10000, 10.5]}, image_path="strip.png")
+    assert response.image is None and "too thin" in response.text
+    assert agent_data.extra_fields[ZOOM_RECORDS_KEY][0]["valid"] is False
+
+
+def test_image_bytes_and_row_pixel_bounds(tool, agent_data):
+    """image_bytes work; a row's min/max_pixels (the run's processor bounds) override the tool config's."""
+    buf = io.BytesIO()
+    coordinate_image(1000, 700).save(buf, format="PNG")
+    kwargs = {"image_bytes": buf.getvalue(), "min_pixels": 3136, "max_pixels": 64 * 28 * 28}
+    response, _, _ = zoom(tool, agent_data, {"bbox_2d": [0, 0, 126, 84]}, **kwargs)  # half of the 252x168 frame
+    assert agent_data.extra_fields[ZOOM_RECORDS_KEY][0]["bbox_original"] == [0, 0, 500, 350]
+    assert "252x168 image" in response.text
+
+
+def test_original_is_decoded_once_per_trajectory(tool, tmp_path, monkeypatch):
+    coordinate_image(640, 480).save(tmp_path / "a.png")
+    opened = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda fp, *a, **k: opened.append(fp) or real_open(fp, *a, **k))
+    first, second = SimpleNamespace(extra_fields={}), SimpleNamespace(extra_fields={})
+    for _ in range(3):
+        zoom(tool, first, {"bbox_2d": [10, 10, 100, 100]}, image_path="a.png")
+    zoom(tool, second, {"bbox_2d": [10, 10, 100, 100]}, image_path="a.png")
+    assert len(opened) == 2  # one per trajectory, not one per call
+    assert [r["valid"] for r in first.extra_fields[ZOOM_RECORDS_KEY]] == [True] * 3
+    # The decoded image stays off extra_fields, which veRL serialises.
+    json.dumps(first.extra_fields)
+
+
+@pytest.mark.parametrize(
+    "create_kwargs, reason",
+    [
+        ({}, "neither image_path nor image_bytes"),
+        ({"image_path": "../outside.png"}, "escapes image_root"),
+        ({"image_path": "/etc/passwd"}, "escapes image_root"),
+        ({"image_path": "missing.png"}, "cannot decode"),
+        ({"image_bytes": b"not an image"}, "cannot decode"),
+        ({"image_bytes": "a string"}, "image_bytes must be bytes"),
+        ({"image_path": "a.png", "max_pixels": -1}, "max_pixels must be a positive integer"),
+    ],
+)
+def test_unavailable_original_is_an_invalid_call_not_a_crash(tool, tmp_path, agent_data, create_kwargs, reason):
+    coordinate_image(64, 64).save(tmp_path / "a.png")
+    response, _, _ = zoom(tool, agent_data, {"bbox_2d": [0, 0, 10, 10]}, **create_kwargs)
+    assert response.image is None and "image is unavailable" in response.text and reason in response.text
+    (record,) = agent_data.extra_fields[ZOOM_RECORDS_KEY]
+    assert record["valid"] is False and reason in record["reason"]
+
+
+def test_relative_path_needs_an_image_root(tmp_path):
+    coordinate_image(64, 64).save(tmp_path / "a.png")
+    tool = RegionZoomTool({"type": "native"})
+    relative, absolute = SimpleNamespace(extra_fields={}), SimpleNamespace(extra_fields={})
+    zoom(tool, relative, {"bbox_2d": [0, 0, 10, 10]}, image_path="a.png")
+    zoom(tool, absolute, {"bbox_2d": [0, 0, 10, 10]}, image_path=str(tmp_path / "a.png"))
+    assert "needs image_root" in relative.extra_fields[ZOOM_RECORDS_KEY][0]["reason"]
+    assert absolute.extra_fields[ZOOM_RECORDS_KEY][0]["valid"]
+
+
+def test_tool_yaml_loads_through_verl(tool_yaml, tmp_path, monkeypatch):
+    """The recipe's YAML goes through veRL's own loader; image_root can come from GROUND_R1_IMAGE_ROOT."""
+    (tool,) = initialize_tools_from_config(str(tool_yaml(tmp_path / "t.yaml", tmp_path)))
+    assert isinstance(tool, RegionZoomTool) and tool.name == TOOL_NAME
+    assert (tool.max_zooms, tool.min_pixels, tool.max_pixels) == (4, 3136, 401408)
+    assert tool.tool_schema.function.parameters.required == ["bbox_2d"]
+    monkeypatch.setenv("GROUND_R1_IMAGE_ROOT", str(tmp_path / "root"))
+    from verl_ext.tools import region_zoom
+
+    recipe_yaml = region_zoom.__file__.replace("verl_ext/tools/region_zoom.py", "recipe/ground_r1/config/tool_config")
+    (tool,) = initialize_tools_from_config(recipe_yaml + "/region_zoom.yaml")
+    assert tool.image_root == (tmp_path / "root").resolve()
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"max_zooms": 0}, "max_zooms"),
+        ({"min_pixels": 5000, "max_pixels": 4000}, "min_pixels"),
+        ({"max_pixels": "big"}, "max_pixels"),
+    ],
+)
+def test_bad_tool_config_fails_at_start(config, message):
+    with pytest.raises(ValueError, match=message):
+        RegionZoomTool({"type": "native", **config})
+
+
+def test_schema_must_keep_the_tool_name():
+    from verl_ext.tools.region_zoom import TOOL_SCHEMA
+
+    renamed = TOOL_SCHEMA.model_copy(deep=True)
+    renamed.function.name = "zoom"
+    with pytest.raises(ValueError, match=TOOL_NAME):
+        RegionZoomTool({"type": "native"}, renamed)
