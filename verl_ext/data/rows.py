@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from verl_ext import prompts
+from verl_ext.data.images import ImageInfo, ImageStore
 from verl_ext.data.schema import ANSWER_TYPES, EXTRA_INFO_FIELDS, SINGLE_TURN_AGENT, TOOL_AGENT, ZOOM_TOOL
 
 #: Zoom-call protocol named in the system prompt; the recipe's ``multi_turn.format`` must match it.
@@ -19,21 +20,32 @@ _OPTION_LINE = re.compile(r"^\s*\(?([A-J])[.):]\s*(.+?)\s*$")
 
 @dataclass(frozen=True)
 class ImageRef:
-    """The original image of a row: an absolute path, and the encoded bytes when they are embedded."""
+    """The original image of a row: an absolute path and/or the encoded bytes (when they are embedded)."""
 
-    path: Path
+    path: Path | None
     width: int
     height: int
     data: bytes | None = None
 
     def embedded(self) -> ImageRef:
-        return self if self.data is not None else ImageRef(self.path, self.width, self.height, self.path.read_bytes())
+        """The same image with its bytes read in (for ``--embed-images``)."""
+        if self.data is not None or self.path is None:
+            return self
+        return ImageRef(self.path, self.width, self.height, self.path.read_bytes())
+
+
+def stored_image(data: bytes, info: ImageInfo, embed: bool, store: ImageStore) -> ImageRef:
+    """An image that arrived as bytes (base64 TSV, DeepEyes parquet): embedded, or written once under ``store``."""
+    if embed:
+        return ImageRef(None, info.width, info.height, data)
+    return ImageRef(store.put(data, info), info.width, info.height)
 
 
 def image_columns(image: ImageRef) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The ``images`` entry and the zoom tool's ``tools_kwargs`` for one image (path or embedded bytes)."""
-    entry = {"bytes": image.data, "path": str(image.path)}
-    create = {"image_bytes": image.data} if image.data is not None else {"image_path": str(image.path)}
+    path = None if image.path is None else str(image.path)
+    entry = {"bytes": image.data, "path": path}
+    create = {"image_bytes": image.data} if image.data is not None else {"image_path": path}
     return [entry], {ZOOM_TOOL: {"create_kwargs": create}}
 
 
