@@ -169,3 +169,10 @@ def test_schema_must_keep_the_tool_name():
     renamed.function.name = "zoom"
     with pytest.raises(ValueError, match=TOOL_NAME):
         RegionZoomTool({"type": "native"}, renamed)
+
+
+def test_image_whose_resized_frame_is_empty_is_refused(tool, tmp_path, agent_data):
+    """qwen_vl_utils' smart_resize gives a 28x1807 image a width of 0 at max_pixels 50176."""
+    Image.new("RGB", (28, 1807)).save(tmp_path / "thin.png")
+    zoom(tool, agent_data, {"bbox_2d": [0, 0, 10, 10]}, image_path="thin.png", max_pixels=64 * 28 * 28)
+    assert "empty resized frame" in agent_data.extra_fields[ZOOM_RECORDS_KEY][0]["reason"]
