@@ -1,16 +1,10 @@
 """CPU-only support for running veRL's real trainer without a GPU (tests, the tiny CPU demo). Never used on GPU.
 
-Loaded in every process, Ray workers included, by ``import verl`` when a run sets::
+A CPU run loads :mod:`verl_ext.cpu.plugin` in every process, Ray workers included, through ``import verl``::
 
-    VERL_USE_EXTERNAL_MODULES=verl_ext.cpu VERL_PLATFORM=cpu
+    VERL_USE_EXTERNAL_MODULES=verl_ext.cpu.plugin VERL_PLATFORM=cpu
 
-Importing it registers the ``cpu`` platform (:mod:`verl_ext.cpu.platform`), lets veRL's process-group
-init use plain gloo, registers veRL's FSDP engines for device ``cpu`` and adds the ``hf`` async rollout
-(:mod:`verl_ext.cpu.hf_rollout`).
+- :mod:`verl_ext.cpu.platform`: the ``cpu`` platform (host tensors, gloo) and veRL's FSDP engines on cpu;
+- :mod:`verl_ext.cpu.hf_rollout`: the ``hf`` async rollout (HF ``generate`` server + weight-receiving adapter);
+- :mod:`verl_ext.cpu.report`: prints the per-step metrics of a run.
 """
-
-from verl_ext.cpu import hf_rollout, platform
-
-platform.install()
-platform.register_engines()
-hf_rollout.register()

@@ -34,6 +34,8 @@ from verl.workers.rollout.utils import ensure_async_iterator
 
 #: ``actor_rollout_ref.rollout.name`` that selects this rollout.
 NAME = "hf"
+#: HF config attributes naming vision placeholder tokens, never sampled into a response.
+_VISION_TOKEN_KEYS = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
 
 
 def server_name(replica_rank: int, suffix: str = "") -> str:
@@ -71,6 +73,12 @@ class HFGenerateServer:
         eos = eos if eos is not None else tokenizer.eos_token_id
         self.eos_token_ids: list[int] = list(eos) if isinstance(eos, list | tuple) else [eos]
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_token_ids[0]
+        # A response may not contain vision placeholders: veRL would need pixels for them (mrope positions) and
+        # evicts the sample. Trained models never emit them; a random tiny model does, so they are suppressed.
+        hf_config = self.model_config.hf_config
+        self.suppressed_token_ids = sorted(
+            {getattr(hf_config, key) for key in _VISION_TOKEN_KEYS if getattr(hf_config, key, None) is not None}
+        )
         self.global_steps: int | None = None
         self.weight_version = 0
         self._lock = asyncio.Lock()
@@ -142,6 +150,7 @@ class HFGenerateServer:
             repetition_penalty=float(sampling_params.get("repetition_penalty", 1.0)),
             eos_token_id=self.eos_token_ids,
             pad_token_id=self.pad_token_id,
+            suppress_tokens=self.suppressed_token_ids or None,
             return_dict_in_generate=True,
             output_logits=want_log_probs,
         )

@@ -3,7 +3,7 @@
 veRL 0.9.1 ships CUDA, NPU and ROCm platforms only, and with none of them available it falls back
 to ``nvidia``: ``trainer.device=cpu`` becomes ``cuda`` and FSDP moves parameters to ``cuda:0``. This
 platform is selected with ``VERL_PLATFORM=cpu`` once ``verl_ext.cpu`` is imported in every process
-(``VERL_USE_EXTERNAL_MODULES=verl_ext.cpu``).
+(``VERL_USE_EXTERNAL_MODULES=verl_ext.cpu.plugin``).
 
 Ray scheduling keeps veRL's logical ``GPU`` resource: veRL's resource-pool check counts ``GPU``/``NPU``
 only, so a CPU run declares one logical GPU (``+ray_kwargs.ray_init.num_gpus=1``) that nothing uses.

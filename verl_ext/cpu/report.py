@@ -1,0 +1,72 @@
+"""Print the per-step metrics a veRL run wrote with its file logger (``trainer.logger=[...,file]``).
+
+    python -m verl_ext.cpu.report /tmp/run/metrics.jsonl
+
+One column per step; rows are the reward/advantage/update summary veRL logs plus every ``scale/*``
+metric (SRPO's per-bin diagnostics). Exits non-zero when the file holds no step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+SUMMARY_KEYS = (
+    "critic/score/mean",
+    "critic/advantages/mean",
+    "critic/advantages/min",
+    "critic/advantages/max",
+    "actor/pg_loss",
+    "actor/grad_norm",
+    "response_length/mean",
+    "prompt_length/mean",
+    "timing_s/gen",
+    "timing_s/update_actor",
+    "timing_s/step",
+)
+
+
+def read_steps(path: str | Path) -> dict[int, dict[str, float]]:
+    """``{step: metrics}`` from veRL's file-logger JSONL (one ``{"step", "data"}`` object a line)."""
+    steps: dict[int, dict[str, float]] = {}
+    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            steps.setdefault(int(record["step"]), {}).update(record["data"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}:{number}: not a veRL file-logger record: {exc}") from exc
+    return steps
+
+
+def table(steps: dict[int, dict[str, float]]) -> str:
+    """The summary keys and all ``scale/*`` keys present, one column per step."""
+    present = {key for metrics in steps.values() for key in metrics}
+    keys = [k for k in SUMMARY_KEYS if k in present] + sorted(k for k in present if k.startswith("scale/"))
+    order = sorted(steps)
+    width = max((len(k) for k in keys), default=10)
+    lines = [f"{'metric':<{width}} " + " ".join(f"{'step ' + str(s):>12}" for s in order)]
+    for key in keys:
+        cells = []
+        for step in order:
+            value = steps[step].get(key)
+            cells.append(f"{value:>12.4g}" if isinstance(value, int | float) else f"{'-':>12}")
+        lines.append(f"{key:<{width}} " + " ".join(cells))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("metrics", help="the JSONL file veRL's file logger wrote (VERL_FILE_LOGGER_PATH)")
+    args = parser.parse_args()
+    steps = read_steps(args.metrics)
+    if not steps:
+        sys.exit(f"{args.metrics}: no training step was logged")
+    print(table(steps))
+
+
+if __name__ == "__main__":
+    main()
