@@ -22,7 +22,7 @@ from verl.experimental.agent_loop.tool_parser import FunctionCall, ToolParser
 from verl.tools.schemas import OpenAIFunctionToolSchema
 from verl.utils.ray_utils import get_event_loop
 
-from verl_ext.tools.region_zoom import TOOL_NAME
+from verl_ext.tools import TOOL_NAME
 
 PARSER_NAME = "ground_r1_box"
 

@@ -48,11 +48,10 @@ from verl_ext.geometry import (
     expand_to_min_side,
     is_finite_box,
 )
+from verl_ext.tools import TOOL_NAME
 
 logger = logging.getLogger(__name__)
 
-#: DeepEyes' tool name; the ``<box>`` parser emits calls to this same tool.
-TOOL_NAME = "image_zoom_in_tool"
 #: Default cap on zoom calls per trajectory (the paper: at most 5 rounds, i.e. 4 zooms and the answer).
 DEFAULT_MAX_ZOOMS = 4
 #: Attribute on ``AgentData`` holding the decoded original; private so it never reaches ``extra_fields``.
