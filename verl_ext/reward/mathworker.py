@@ -19,11 +19,10 @@ def main() -> None:
     logging.getLogger("math_verify").setLevel(logging.CRITICAL)
 
     def candidates(text: str, seconds: int) -> list:
-        # A bare "x^2+1" parses as a Python expression ("^" is xor): read it as LaTeX math too.
-        found = parse(text, parsing_timeout=seconds)
-        if "$" not in text and "\\(" not in text and "\\[" not in text:
-            found = found + parse(f"${text}$", parsing_timeout=seconds)
-        return found
+        # A bare "x^2+1" parses as a Python expression ("^" is xor): read LaTeX-looking text as math mode.
+        if "$" not in text and any(c in text for c in "\\^{}"):
+            text = f"${text}$"
+        return parse(text, parsing_timeout=seconds)
 
     print("ready", flush=True)
     for line in sys.stdin:
