@@ -1,7 +1,24 @@
 """Rewards for Ground-R1: VQA correctness, box grounding, format and the evidence scale SRPO bins on.
 
-Recipe config: ``reward.custom_reward_function.path=pkg://verl_ext.reward`` and ``name=compute_score``
-(or ``path=<repo>/verl_ext/reward/entry.py``).
+Recipe config (veRL loads the function by ``load_extern_object``; ``pkg://`` imports the installed package,
+so it does not depend on the Ray worker's working directory)::
+
+    reward:
+      custom_reward_function:
+        path: pkg://verl_ext.reward          # or an absolute path to verl_ext/reward/entry.py
+        name: compute_score
+        reward_kwargs:                       # all optional; defaults shown
+          answer_weight: 0.9                 # score = answer_weight * answer + format_weight * format
+          format_weight: 0.1
+          grounding_mode: iou                # or "acc@0.5"
+          evidence_mode: first               # or "last"
+          evidence_missing: 1.0              # evidence_scale of a trajectory without a valid zoom
+          min_pixels: null                   # only for rows whose extra_info lacks resized_width/height
+          max_pixels: null
+          math_timeout: 5.0
+
+Every call returns ``{score, acc, format, iou, evidence_scale, num_zooms}`` as floats; ``iou`` is
+``IOU_NOT_APPLICABLE`` (-1.0) on non-grounding rows. Add a data source with :func:`register_data_source`.
 """
 
 from verl_ext.reward.base import IOU_NOT_APPLICABLE, AnswerScore, RewardOptions, Scorer
