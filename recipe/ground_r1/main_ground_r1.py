@@ -9,9 +9,11 @@ selects the ``ground_r1_sync`` trainer (veRL's sync v1 trainer plus the evidence
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import hydra
 import ray
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from verl.trainer.main_ppo import TaskRunnerV1, run_ppo
 from verl.trainer.ppo.utils import need_critic, need_reference_policy
 from verl.utils.config import validate_config
@@ -20,6 +22,13 @@ from verl.utils.device import auto_set_device
 from verl_ext.algorithms.srpo import SRPOConfig, SRPOConfigError
 
 TRAINER_MODE = "ground_r1_sync"
+RECIPE_DIR = Path(__file__).resolve().parent
+
+
+def register_resolvers() -> None:
+    """``${ground_r1_path:rel}`` (absolute path of a recipe file) and ``${ground_r1_text:rel}`` (its text)."""
+    OmegaConf.register_new_resolver("ground_r1_path", lambda rel: str(RECIPE_DIR / rel), replace=True)
+    OmegaConf.register_new_resolver("ground_r1_text", lambda rel: (RECIPE_DIR / rel).read_text(), replace=True)
 
 
 def check_config(config: DictConfig) -> None:
@@ -47,7 +56,12 @@ class GroundR1TaskRunner(TaskRunnerV1.__ray_actor_class__):
 
 
 def run_ground_r1(config: DictConfig) -> None:
-    """Check, then hand the composed config to veRL's ``run_ppo`` with the Ground-R1 task runner."""
+    """Check, then hand the composed config to veRL's ``run_ppo`` with the Ground-R1 task runner.
+
+    Recipe paths are resolved here, in the driver, so Ray workers need no resolvers of ours.
+    """
+    register_resolvers()
+    OmegaConf.resolve(config)
     check_config(config)
     auto_set_device(config)
     validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
