@@ -33,6 +33,9 @@ mkdir -p "$OUT_DIR"
 echo "[run_tiny_cpu] output: $OUT_DIR"
 "$PYTHON" -m verl_ext.testing.tiny_qwen --out "$OUT_DIR/model" >/dev/null
 "$PYTHON" -m verl_ext.testing.tiny_vqa --out "$OUT_DIR/data" --rows 4 >/dev/null
+# The dataset hook resizes images with the run's pixel bounds; they must be the tiny processor's.
+read -r MIN_PIXELS MAX_PIXELS < <("$PYTHON" -c \
+    "from verl_ext.testing.tiny_qwen import TINY_MIN_PIXELS as a, TINY_MAX_PIXELS as b; print(a, b)")
 
 for estimator in $ESTIMATORS; do
     run_dir="$OUT_DIR/$estimator"
@@ -50,6 +53,8 @@ for estimator in $ESTIMATORS; do
         data.max_prompt_length=256 \
         data.max_response_length="$RESPONSE_LENGTH" \
         data.image_key=images \
+        data.min_pixels="$MIN_PIXELS" \
+        data.max_pixels="$MAX_PIXELS" \
         data.dataloader_num_workers=0 \
         data.filter_overlong_prompts=False \
         actor_rollout_ref.model.path="$OUT_DIR/model" \

@@ -1,8 +1,8 @@
 """An async rollout served by HF transformers ``generate``, for veRL runs on CPU-only machines.
 
 veRL 0.9.1 registers async rollouts for vLLM, SGLang and TensorRT-LLM only, none of which runs on a
-CPU. This module plugs a small one into veRL's two rollout registries under the name ``hf``
-(``actor_rollout_ref.rollout.name=hf``):
+CPU. :mod:`verl_ext.cpu.plugin` plugs this small one into veRL's two rollout registries under the name
+``hf`` (``actor_rollout_ref.rollout.name=hf``):
 
 - driver side, ``RolloutReplicaRegistry``: :class:`HFReplica` launches one :class:`HFGenerateServer`
   Ray actor per replica; veRL's agent loop calls its ``generate`` (token ids and images in,
@@ -32,8 +32,6 @@ from verl.workers.rollout.base import BaseRollout
 from verl.workers.rollout.replica import RolloutReplica, TokenOutput
 from verl.workers.rollout.utils import ensure_async_iterator
 
-#: ``actor_rollout_ref.rollout.name`` that selects this rollout.
-NAME = "hf"
 #: HF config attributes naming vision placeholder tokens, never sampled into a response.
 _VISION_TOKEN_KEYS = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
 
@@ -252,12 +250,3 @@ class HFServerAdapter(BaseRollout):
         if self.is_leader:
             server = ray.get_actor(server_name(self.replica_rank))
             await server.update_weights.remote(state, global_steps)
-
-
-def register() -> None:
-    """Add the ``hf`` rollout to veRL's replica registry and worker-side rollout registry."""
-    from verl.workers.rollout.base import _ROLLOUT_REGISTRY
-    from verl.workers.rollout.replica import RolloutReplicaRegistry
-
-    RolloutReplicaRegistry.register(NAME, lambda: HFReplica)
-    _ROLLOUT_REGISTRY[(NAME, "async")] = f"{__name__}.{HFServerAdapter.__name__}"

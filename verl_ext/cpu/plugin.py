@@ -1,7 +1,25 @@
-"""Registers the CPU support with veRL; imported by ``import verl`` when ``VERL_USE_EXTERNAL_MODULES`` names it."""
+"""Registers the CPU support with veRL; imported by ``import verl`` when ``VERL_USE_EXTERNAL_MODULES`` names it.
 
-from verl_ext.cpu import hf_rollout, platform
+The rollout is registered by name and loaded lazily: Ray workers import :mod:`verl_ext.cpu.hf_rollout` to
+build its classes, which imports ``verl``, which imports this plugin again.
+"""
+
+from verl.workers.rollout.base import _ROLLOUT_REGISTRY
+from verl.workers.rollout.replica import RolloutReplica, RolloutReplicaRegistry
+
+from verl_ext.cpu import platform
+
+#: ``actor_rollout_ref.rollout.name`` of the HF-generate rollout.
+ROLLOUT_NAME = "hf"
+
+
+def _load_replica() -> type[RolloutReplica]:
+    from verl_ext.cpu.hf_rollout import HFReplica
+
+    return HFReplica
+
 
 platform.install()
 platform.register_engines()
-hf_rollout.register()
+RolloutReplicaRegistry.register(ROLLOUT_NAME, _load_replica)
+_ROLLOUT_REGISTRY[(ROLLOUT_NAME, "async")] = "verl_ext.cpu.hf_rollout.HFServerAdapter"
