@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 
@@ -29,12 +30,13 @@ def transfer_queue():
     ray.shutdown()
 
 
-def trainer(estimator: str) -> GroundR1TrainerSync:
+def trainer(estimator: str, *overrides: str) -> GroundR1TrainerSync:
     """The real trainer class without its workers: only the advantage step runs."""
     with initialize_config_dir(config_dir=os.path.abspath(CONFIG_DIR), version_base=None):
-        config = compose(config_name="ground_r1", overrides=[f"algorithm.adv_estimator={estimator}"])
+        config = compose(config_name="ground_r1", overrides=[f"algorithm.adv_estimator={estimator}", *overrides])
     t = GroundR1TrainerSync.__new__(GroundR1TrainerSync)
     t.config = config
+    t.global_steps = 7
     return t
 
 
@@ -67,7 +69,7 @@ def scalar_advantages(batch) -> dict[str, float]:
     return {k: float(row[0]) for k, row in zip(batch.keys, out["advantages"].unbind(), strict=True)}
 
 
-def test_scales_reach_srpo_aligned_with_scrambled_keys(transfer_queue):
+def test_scales_reach_srpo_aligned_with_scrambled_keys(transfer_queue, tmp_path):
     rng = random.Random(0)
     uids = ["p0", "p1", "p2"]
     keys = [f"{u}_{s}_0" for u in uids for s in range(6)]
@@ -90,8 +92,14 @@ def test_scales_reach_srpo_aligned_with_scrambled_keys(transfer_queue):
     batch = tq.kv_batch_put(keys=scrambled, partition_id="train", tags=[{}] * len(scrambled))
 
     metrics: dict = {}
-    batch = trainer("srpo")._compute_advantage(batch, metrics)
+    batch = trainer("srpo", f"ground_r1.advantage_dump_dir={tmp_path}")._compute_advantage(batch, metrics)
     got = scalar_advantages(batch)
+
+    dumped = {row["key"]: row for row in map(json.loads, (tmp_path / "step_000007.jsonl").read_text().splitlines())}
+    assert set(dumped) == set(keys)
+    for k in keys:
+        assert dumped[k]["reward"] == rewards[k] and dumped[k]["evidence_scale"] == pytest.approx(scales[k])
+        assert dumped[k]["advantage"] == pytest.approx(got[k], abs=1e-6) and dumped[k]["uid"] == k.split("_")[0]
 
     tl = torch.tensor([[rewards[k]] for k in keys])
     expected, _ = compute_srpo_outcome_advantage(

@@ -9,7 +9,9 @@ own ``_compute_advantage``, and logs ``scale/*`` metrics from the advantages it 
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -71,6 +73,32 @@ def per_row_mean(nested: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * weights).sum(-1) / weights.sum(-1).clamp_min(1.0)
 
 
+def dump_step(
+    path: Path,
+    keys: list[str],
+    rewards: torch.Tensor,
+    scales: torch.Tensor,
+    advantages: torch.Tensor,
+    infos: list[dict],
+) -> None:
+    """One JSON line per trajectory: what the advantage step saw and what it wrote (for analysis and tests)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w") as f:
+        for i, key in enumerate(keys):
+            row = {
+                "key": key,
+                "uid": str(key).split("_")[0],
+                "reward": float(rewards[i]),
+                "evidence_scale": float(scales[i]),
+                "advantage": float(advantages[i]),
+                "acc": _as_float(infos[i].get(ACC_KEY)),
+                "num_zooms": _as_float(infos[i].get("num_zooms")),
+            }
+            f.write(json.dumps(row) + "\n")
+    tmp.replace(path)
+
+
 @register_trainer(TRAINER_MODE)
 class GroundR1TrainerSync(PPOTrainerSync):
     """``PPOTrainerSync`` whose advantage step routes evidence scales and logs per-scale-bin metrics."""
@@ -102,4 +130,8 @@ class GroundR1TrainerSync(PPOTrainerSync):
                 scales, rewards, advantages, accuracies_from_infos(infos), srpo_cfg.num_bins, srpo_cfg.bin_edges
             )
         )
+        dump_dir = (self.config.get("ground_r1") or {}).get("advantage_dump_dir")
+        if dump_dir:
+            step = getattr(self, "global_steps", 0)
+            dump_step(Path(dump_dir) / f"step_{step:06d}.jsonl", list(batch.keys), rewards, scales, advantages, infos)
         return batch
