@@ -20,7 +20,7 @@ def test_hr_bench_letters_options_cycles_and_deduplicated_images(tmp_path: Path)
     assert [r["reward_model"]["ground_truth"] for r in rows] == [r["answer"] for r in records]
     for row, record in zip(rows, records, strict=True):
         info = row["extra_info"]
-        assert row["data_source"] == "hr_bench_8k" and row["agent_name"] == "tool_agent"
+        assert row["data_source"] == "hr_bench_8k" and row["agent_name"] == "ground_r1_tool_agent"
         assert info["options"] == ["red", "blue", "green", "white"] and info["answer_type"] == "multiple_choice"
         assert info["cycle_category"] == record["cycle_category"] and info["category"] == record["category"]
         assert format_options(info["options"]) in row["prompt"][1]["content"]
@@ -97,7 +97,7 @@ def test_deepeyes_rows_keep_question_options_and_answer_types(tmp_path: Path) ->
     assert open_["reward_model"]["ground_truth"] == "a red umbrella" and open_["extra_info"]["options"] is None
     for row, source in zip(rows, source_rows, strict=True):
         assert Path(row["images"][0]["path"]).read_bytes() == source["images"][0]["bytes"]
-        assert row["agent_name"] == "tool_agent" and row["extra_info"]["need_tools_kwargs"] is True
+        assert row["agent_name"] == "ground_r1_tool_agent" and row["extra_info"]["need_tools_kwargs"] is True
         assert row["extra_info"]["category"] == source["data_source"]
         assert (row["extra_info"]["image_width"], row["extra_info"]["image_height"]) == (70, 50)
 
@@ -176,7 +176,7 @@ def test_visual_cot_jsonl_and_conversation_json(tmp_path: Path) -> None:
     assert [r["reward_model"]["ground_truth"] for r in rows] == ["yes", "a laptop"]
     assert [r["extra_info"]["answer_type"] for r in rows] == ["yes_no", "open"]
     assert [r["extra_info"]["evidence_boxes"] for r in rows] == [[[5.0, 6.0, 50.0, 60.0]], [[0.0, 0.0, 60.0, 60.0]]]
-    assert all(r["data_source"] == "visual_cot" and r["agent_name"] == "tool_agent" for r in rows)
+    assert all(r["data_source"] == "visual_cot" and r["agent_name"] == "ground_r1_tool_agent" for r in rows)
     (row,) = read_rows(tmp_path / "out" / "viscot.parquet")
     assert row["extra_info"]["question"] == "How many cats?" and row["reward_model"]["ground_truth"] == "3"
     assert row["extra_info"]["answer_type"] == "number" and row["extra_info"]["source_id"] == "77"

@@ -76,7 +76,7 @@ def test_embed_images_and_zoom(refcoco: dict[str, Path], tmp_path: Path) -> None
         "image_path": None,
         "image_bytes": data,
     }
-    assert rows[0]["agent_name"] == "tool_agent" and rows[0]["prompt"][0]["role"] == "system"
+    assert rows[0]["agent_name"] == "ground_r1_tool_agent" and rows[0]["prompt"][0]["role"] == "system"
     assert "tool_call" in rows[0]["prompt"][0]["content"]
 
 

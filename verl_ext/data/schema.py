@@ -12,9 +12,12 @@ from __future__ import annotations
 import datasets
 import pyarrow as pa
 
+from verl_ext.tools import AGENT_NAME, TOOL_NAME
+
 #: Name of the region-zoom tool in the tool YAML; its kwargs live under this key of ``tools_kwargs``.
-ZOOM_TOOL = "image_zoom_in_tool"
-TOOL_AGENT = "tool_agent"
+ZOOM_TOOL = TOOL_NAME
+#: Rows that may zoom run the zoom agent loop (it keeps zoom_records in every trajectory of a batch).
+TOOL_AGENT = AGENT_NAME
 SINGLE_TURN_AGENT = "single_turn_agent"
 
 IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])

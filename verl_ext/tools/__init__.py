@@ -6,3 +6,6 @@ even while ``verl_ext.tools.region_zoom`` (which imports veRL) is still being im
 
 #: DeepEyes' tool name; the ``<box>`` parser emits calls to this same tool.
 TOOL_NAME = "image_zoom_in_tool"
+#: The zoom agent loop (ToolAgentLoop whose trajectories always carry ``zoom_records``); rows name it in
+#: ``agent_name`` and the recipe makes it the default loop.
+AGENT_NAME = "ground_r1_tool_agent"

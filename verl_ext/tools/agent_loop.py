@@ -15,8 +15,7 @@ from verl.experimental.agent_loop.agent_loop import AgentLoopOutput, register
 from verl.experimental.agent_loop.tool_agent_loop import ToolAgentLoop
 
 from verl_ext.evidence import ZOOM_RECORDS_KEY
-
-AGENT_NAME = "ground_r1_tool_agent"
+from verl_ext.tools import AGENT_NAME
 
 
 @register(AGENT_NAME)
