@@ -63,7 +63,14 @@ class ScriptedServer:
     ) -> TokenOutput:
         turn = self._turns[request_id]
         self._turns[request_id] += 1
-        self.calls.append({"request_id": request_id, "prompt_ids": list(prompt_ids), "images": list(image_data or [])})
+        self.calls.append(
+            {
+                "request_id": request_id,
+                "prompt_ids": list(prompt_ids),
+                "images": list(image_data or []),
+                "sampling_params": dict(sampling_params),
+            }
+        )
         text = self.script[turn]
         ids = self.tokenizer.encode(text, add_special_tokens=False)
         ids.append(self.tokenizer.convert_tokens_to_ids("<|im_end|>"))
@@ -85,7 +92,9 @@ class ZoomLoop:
 
     MAX_ZOOMS = 2
 
-    def __init__(self, model_dir: Path, image_root: Path, workdir: Path, fmt: str) -> None:
+    def __init__(
+        self, model_dir: Path, image_root: Path, workdir: Path, fmt: str, extra_overrides: tuple[str, ...] = ()
+    ) -> None:
         from hydra import compose, initialize_config_dir
         from verl.experimental.agent_loop.agent_loop import AgentLoopWorker
 
@@ -106,6 +115,7 @@ class ZoomLoop:
         ]
         if fmt == BOX:
             overrides.append("+data.apply_chat_template_kwargs.box_protocol=true")
+        overrides.extend(extra_overrides)
         config_dir = os.path.join(os.path.dirname(verl.__file__), "trainer", "config")
         with initialize_config_dir(config_dir=config_dir, version_base=None):
             config = compose(config_name="ppo_trainer", overrides=overrides)
@@ -196,3 +206,9 @@ def agent_data() -> SimpleNamespace:
 def tool_yaml():
     """Writes the recipe's tool YAML with test overrides: ``tool_yaml(path, image_root, max_zooms=...)``."""
     return write_tool_yaml
+
+
+@pytest.fixture
+def make_zoom_loop(tiny_model_dir: Path, image_root: Path, tmp_path: Path):
+    """A ZoomLoop for one syntax with extra hydra overrides (e.g. the recipe's agent-loop config)."""
+    return lambda fmt, *overrides: ZoomLoop(tiny_model_dir, image_root, tmp_path, fmt, overrides)

@@ -5,6 +5,9 @@ The zoom tool writes ``extra_fields[ZOOM_RECORDS_KEY]`` only when the model zoom
 outputs asserts that all of them have the same columns: a worker whose trajectories never zoomed would
 break the batch. This loop adds an empty record list to such trajectories. Select it with
 ``actor_rollout_ref.rollout.agent.default_agent_loop=ground_r1_tool_agent`` (or a per-row ``agent_name``).
+
+It also caps each assistant turn at ``max_tokens_per_turn`` tokens (the paper's 512), which veRL 0.9.1 has
+no setting for; set it through veRL's agent-loop config file (the recipe's ``config/agent_loop.yaml``).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from verl.experimental.agent_loop.agent_loop import AgentLoopOutput, register
-from verl.experimental.agent_loop.tool_agent_loop import ToolAgentLoop
+from verl.experimental.agent_loop.tool_agent_loop import AgentData, AgentState, ToolAgentLoop
 
 from verl_ext.evidence import ZOOM_RECORDS_KEY
 from verl_ext.tools import AGENT_NAME
@@ -22,7 +25,22 @@ from verl_ext.tools import AGENT_NAME
 class ZoomToolAgentLoop(ToolAgentLoop):
     """ToolAgentLoop with ``extra_fields[ZOOM_RECORDS_KEY]`` always present (``[]`` without zooms)."""
 
+    def __init__(self, *args: Any, max_tokens_per_turn: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if max_tokens_per_turn is not None and int(max_tokens_per_turn) < 1:
+            raise ValueError(f"max_tokens_per_turn must be >= 1 (or null for no cap), got {max_tokens_per_turn}")
+        self.max_tokens_per_turn = None if max_tokens_per_turn is None else int(max_tokens_per_turn)
+
     async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> AgentLoopOutput:
         output = await super().run(sampling_params, **kwargs)
         output.extra_fields.setdefault(ZOOM_RECORDS_KEY, [])
         return output
+
+    async def _handle_generating_state(
+        self, agent_data: AgentData, sampling_params: dict[str, Any], *args: Any, **kwargs: Any
+    ) -> AgentState:
+        """One assistant turn, at most ``max_tokens_per_turn`` tokens and never past the response budget."""
+        if self.max_tokens_per_turn is not None:
+            remaining = self.response_length - len(agent_data.response_mask)
+            sampling_params = {**sampling_params, "max_tokens": max(1, min(self.max_tokens_per_turn, remaining))}
+        return await super()._handle_generating_state(agent_data, sampling_params, *args, **kwargs)
