@@ -1,26 +1,28 @@
 #!/usr/bin/env bash
-# See it work on a laptop: 2 real training steps of the Ground-R1 recipe on CPU with a tiny random Qwen2.5-VL.
+# See it work on a laptop: 2 real training steps of the Ground-R1 recipe on CPU with a tiny Qwen2.5-VL.
 #
 #   bash examples/run_tiny_cpu.sh                       # SRPO, then the GRPO baseline
 #   ESTIMATORS=grpo bash examples/run_tiny_cpu.sh       # one estimator
 #   bash examples/run_tiny_cpu.sh trainer.total_training_steps=3   # extra args go to hydra
 #
-# Builds a tiny checkpoint and a small image VQA parquet offline under OUT_DIR (default: a new temp dir),
-# runs veRL's v1 trainer through recipe/ground_r1/main_ground_r1.py (Ray, TransferQueue, agent loop,
-# reward loop, FSDP2 actor on gloo, HF-generate rollout) and prints each step's metrics from
-# OUT_DIR/<estimator>/metrics.jsonl. The CPU support (verl_ext/cpu) is loaded in every process through
-# VERL_USE_EXTERNAL_MODULES / VERL_PLATFORM; GPU launches never load it.
+# Builds offline under OUT_DIR (default: a new temp dir) a tiny Qwen2.5-VL warm-started to use the zoom
+# protocol (verl_ext/testing/tiny_policy.py: <think>, <box>, then <answer>; about a minute) and a small
+# colour-VQA parquet in the data-prep row schema, then runs veRL's v1 trainer through
+# recipe/ground_r1/main_ground_r1.py with the recipe as it is: dataset hook, the <box> parser and the
+# region-zoom tool in the agent loop, the recipe's reward (verl_ext.reward), the evidence-scale routing
+# trainer, SRPO (or GRPO), the FSDP2 actor on gloo and an HF-generate rollout. Prints each step's metrics
+# (scale/* = per evidence-scale bin) from OUT_DIR/<estimator>/metrics.jsonl; each step's rewards, scales
+# and advantages are in OUT_DIR/<estimator>/advantages/, its rollouts in OUT_DIR/<estimator>/rollouts/.
+# The CPU support (verl_ext/cpu) is loaded in every process through VERL_USE_EXTERNAL_MODULES /
+# VERL_PLATFORM; GPU launches never load it.
 #
-# Environment: OUT_DIR, ESTIMATORS (default "srpo grpo"), REWARD_FN (a compute_score file),
-# ROLLOUT_N (default 2), RESPONSE_LENGTH (default 16), PYTHON (default python).
+# Environment: OUT_DIR, ESTIMATORS (default "srpo grpo"), ROLLOUT_N (default 4), PYTHON (default python).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT_DIR="${OUT_DIR:-$(mktemp -d -t ground_r1_tiny_cpu.XXXXXX)}"
 ESTIMATORS="${ESTIMATORS:-srpo grpo}"
-REWARD_FN="${REWARD_FN:-$REPO/tests/e2e/tiny_reward.py}"
-ROLLOUT_N="${ROLLOUT_N:-2}"
-RESPONSE_LENGTH="${RESPONSE_LENGTH:-16}"
+ROLLOUT_N="${ROLLOUT_N:-4}"
 PYTHON="${PYTHON:-python}"
 
 export VERL_USE_EXTERNAL_MODULES=verl_ext.cpu.plugin VERL_PLATFORM=cpu
@@ -31,11 +33,20 @@ export RAY_ADDRESS=local RAY_DEDUP_LOGS=0
 cd "$REPO"
 mkdir -p "$OUT_DIR"
 echo "[run_tiny_cpu] output: $OUT_DIR"
-"$PYTHON" -m verl_ext.testing.tiny_qwen --out "$OUT_DIR/model" >/dev/null
+echo "[run_tiny_cpu] warm-starting the tiny policy (log: $OUT_DIR/tiny_policy.log)"
+start=$(date +%s)
+"$PYTHON" -m verl_ext.testing.tiny_policy --out "$OUT_DIR/model" >"$OUT_DIR/tiny_policy.log" 2>&1 || {
+    tail -n 40 "$OUT_DIR/tiny_policy.log" >&2
+    exit 1
+}
+grep -a "^\[tiny_policy\]" "$OUT_DIR/tiny_policy.log" | tail -n 2
+echo "[run_tiny_cpu] tiny policy: done in $(($(date +%s) - start)) s"
 "$PYTHON" -m verl_ext.testing.tiny_vqa --out "$OUT_DIR/data" --rows 4 >/dev/null
-# The dataset hook resizes images with the run's pixel bounds; they must be the tiny processor's.
-read -r MIN_PIXELS MAX_PIXELS < <("$PYTHON" -c \
-    "from verl_ext.testing.tiny_qwen import TINY_MIN_PIXELS as a, TINY_MAX_PIXELS as b; print(a, b)")
+# The dataset hook resizes images with the run's pixel bounds; they must be the tiny processor's. The token
+# budgets are the ones the policy was warm-started with (prompt + image; two turns and a crop turn).
+read -r MIN_PIXELS MAX_PIXELS PROMPT_LENGTH RESPONSE_LENGTH < <("$PYTHON" -c \
+    "from verl_ext.testing.tiny_policy import TINY_MIN_PIXELS, TINY_MAX_PIXELS, PROMPT_LENGTH, RESPONSE_LENGTH
+print(TINY_MIN_PIXELS, TINY_MAX_PIXELS, PROMPT_LENGTH, RESPONSE_LENGTH)")
 
 for estimator in $ESTIMATORS; do
     run_dir="$OUT_DIR/$estimator"
@@ -44,13 +55,14 @@ for estimator in $ESTIMATORS; do
     start=$(date +%s)
     # Overrides: CPU platform (trainer.device=cpu, gloo) and hf rollout; FSDP2 (FSDP1 needs a GPU), sdpa
     # attention and no remove-padding (both need flash-attn otherwise); one logical GPU and 32 logical CPUs
-    # so veRL's placement groups and TransferQueue's actors schedule on a 2-core machine.
+    # so veRL's placement groups and TransferQueue's actors schedule on a 2-core machine. Everything else
+    # (dataset hook, zoom tool and <box> parser, agent loop, reward, trainer) is the recipe's own config.
     VERL_FILE_LOGGER_PATH="$run_dir/metrics.jsonl" "$PYTHON" -m recipe.ground_r1.main_ground_r1 \
         algorithm.adv_estimator="$estimator" \
         data.train_files="$OUT_DIR/data/train.parquet" \
         data.val_files="$OUT_DIR/data/train.parquet" \
         data.train_batch_size=2 \
-        data.max_prompt_length=256 \
+        data.max_prompt_length="$PROMPT_LENGTH" \
         data.max_response_length="$RESPONSE_LENGTH" \
         data.image_key=images \
         data.min_pixels="$MIN_PIXELS" \
@@ -74,7 +86,8 @@ for estimator in $ESTIMATORS; do
         actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=4 \
         actor_rollout_ref.rollout.agent.num_workers=1 \
         reward.num_workers=1 \
-        reward.custom_reward_function.path="$REWARD_FN" \
+        ground_r1.advantage_dump_dir="$run_dir/advantages" \
+        trainer.rollout_data_dir="$run_dir/rollouts" \
         transfer_queue.backend.SimpleStorage.num_data_storage_units=1 \
         trainer.device=cpu \
         trainer.n_gpus_per_node=1 \
@@ -96,5 +109,5 @@ for estimator in $ESTIMATORS; do
     }
     echo "[run_tiny_cpu] $estimator: done in $(($(date +%s) - start)) s"
     grep -a "\[hf-rollout\]" "$run_dir/train.log" | sed 's/^.*\[hf-rollout\]/[hf-rollout]/' || true
-    "$PYTHON" -m verl_ext.cpu.report "$run_dir/metrics.jsonl"
+    "$PYTHON" -m verl_ext.cpu.report "$run_dir/metrics.jsonl" --advantages "$run_dir/advantages"
 done

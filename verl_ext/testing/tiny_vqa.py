@@ -1,7 +1,11 @@
-"""A small multiple-choice VQA parquet in veRL's RLHFDataset format, generated offline for the CPU demo.
+"""A small multiple-choice VQA parquet in the project's real row schema, generated offline for the CPU demo.
 
 Each row holds one synthetic image (a coloured rectangle on a grey canvas; sizes vary so prompts differ
-in length) and asks for the rectangle's colour. Written atomically: a failed run leaves no file.
+in length) and asks for the rectangle's colour. Rows are built by the same code the data-prep converters
+use (:func:`verl_ext.data.rows.build_row`, the ``<box>`` system prompt, the zoom tool's ``tools_kwargs``
+with the image bytes, ``data_source=visual_cot`` with the rectangle as evidence box) and written with the
+shared Arrow schema through the atomic split writer, so the dataset hook, the zoom tool and the reward
+see exactly what they see on real data.
 
     python -m verl_ext.testing.tiny_vqa --out /tmp/tiny-data --rows 4
 """
@@ -10,68 +14,80 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import random
 from pathlib import Path
+from typing import Any
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 180, 60), "blue": (40, 60, 220), "yellow": (230, 210, 40)}
 #: Canvas sizes (w, h): all within the tiny processor's pixel bounds after smart_resize.
 SIZES = [(112, 84), (140, 112), (84, 168), (196, 112), (168, 140), (112, 112)]
-DATA_SOURCE = "tiny_cpu_vqa"
+QUESTION = "What colour is the rectangle?"
+#: The recipe's agent loop (``verl_ext.tools.agent_loop.AGENT_NAME``; a test checks they agree). Written
+#: explicitly because ``build_row``'s ``agent_name`` would select veRL's plain ``tool_agent`` instead.
+AGENT_NAME = "ground_r1_tool_agent"
 
 
-def _image_bytes(size: tuple[int, int], colour: tuple[int, int, int], rng: random.Random) -> bytes:
+def image_bytes(size: tuple[int, int], colour: tuple[int, int, int], rng: random.Random) -> tuple[bytes, list[float]]:
+    """A PNG of a ``colour`` rectangle on grey and the rectangle's box ``[x1, y1, x2, y2]`` in its pixels."""
     from PIL import Image, ImageDraw
 
     w, h = size
     image = Image.new("RGB", size, (128, 128, 128))
     x1, y1 = rng.randrange(0, w // 2), rng.randrange(0, h // 2)
-    ImageDraw.Draw(image).rectangle([x1, y1, x1 + w // 3, y1 + h // 3], fill=colour)
+    box = [x1, y1, x1 + w // 3, y1 + h // 3]
+    ImageDraw.Draw(image).rectangle(box, fill=colour)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
-    return buffer.getvalue()
+    return buffer.getvalue(), [float(v) for v in box]
 
 
-def rows(n: int, seed: int = 0) -> list[dict]:
-    """``n`` RLHFDataset rows (``data_source, prompt, images, ability, reward_model, extra_info``)."""
+def rows(n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """``n`` rows as ``data_prep`` writes them: ``data_source, prompt, images, ability, reward_model,
+    extra_info (with the zoom tool's kwargs), agent_name``."""
+    from verl_ext.data.rows import ImageRef, build_row, validate_row, vqa_messages
+    from verl_ext.data_sources import VISUAL_COT
+
     rng = random.Random(seed)
     names = list(COLOURS)
     out = []
     for index in range(n):
         answer = names[index % len(names)]
-        options = "\n".join(f"{chr(ord('A') + i)}. {name}" for i, name in enumerate(names))
-        out.append(
-            {
-                "data_source": DATA_SOURCE,
-                "prompt": [
-                    {
-                        "role": "user",
-                        "content": f"<image>\nWhat colour is the rectangle?\n{options}\nAnswer with the letter.",
-                    }
-                ],
-                "images": [{"bytes": _image_bytes(SIZES[index % len(SIZES)], COLOURS[answer], rng), "path": None}],
-                "ability": "vqa",
-                "reward_model": {"style": "rule", "ground_truth": chr(ord("A") + names.index(answer))},
-                "extra_info": {"index": index, "split": "train"},
-            }
+        letter = chr(ord("A") + names.index(answer))
+        size = SIZES[index % len(SIZES)]
+        data, box = image_bytes(size, COLOURS[answer], rng)
+        row = build_row(
+            data_source=VISUAL_COT,
+            messages=vqa_messages(QUESTION, names, "box"),
+            image=ImageRef(None, size[0], size[1], data),
+            ability="vqa",
+            ground_truth=letter,
+            extra_info={
+                "index": index,
+                "split": "train",
+                "question": QUESTION,
+                "answer": letter,
+                "options": names,
+                "answer_type": "multiple_choice",
+                "evidence_boxes": [box],
+            },
+            use_tool=True,
         )
+        row["agent_name"] = AGENT_NAME
+        validate_row(row)
+        out.append(row)
     return out
 
 
-def write(out_dir: str | Path, n: int = 4, seed: int = 0) -> Path:
-    """Write ``train.parquet`` with ``n`` rows to ``out_dir`` (atomically) and return its path."""
-    import pandas as pd
+def write(out_dir: str | Path, n: int = 4, seed: int = 0, name: str = "train") -> Path:
+    """Write ``<name>.parquet`` with ``n`` rows to ``out_dir`` (atomically) and return its path."""
+    from verl_ext.data.schema import ANSWER_SCHEMA
+    from verl_ext.data.writer import SplitWriter
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "train.parquet"
-    tmp = out / f".train.parquet.{os.getpid()}.tmp"
-    try:
-        pd.DataFrame(rows(n, seed)).to_parquet(tmp, index=False)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    with SplitWriter(out, ANSWER_SCHEMA) as writer:
+        for row in rows(n, seed):
+            writer.write(name, row)
+    return out / f"{name}.parquet"
 
 
 def main() -> None:
