@@ -80,6 +80,9 @@ class HFGenerateServer:
         self.global_steps: int | None = None
         self.weight_version = 0
         self._lock = asyncio.Lock()
+        # The server owns its process (a Ray actor) and serves requests one at a time: seeding the process with
+        # rollout.seed (per replica) makes a run's samples repeat when its request order does.
+        torch.manual_seed(int(self.config.seed) + max(replica_rank, 0))
 
     async def generate(
         self,
