@@ -109,5 +109,5 @@ for estimator in $ESTIMATORS; do
     }
     echo "[run_tiny_cpu] $estimator: done in $(($(date +%s) - start)) s"
     grep -a "\[hf-rollout\]" "$run_dir/train.log" | sed 's/^.*\[hf-rollout\]/[hf-rollout]/' || true
-    "$PYTHON" -m verl_ext.cpu.report "$run_dir/metrics.jsonl" --advantages "$run_dir/advantages"
+    "$PYTHON" -m verl_ext.testing.report "$run_dir/metrics.jsonl" --advantages "$run_dir/advantages"
 done

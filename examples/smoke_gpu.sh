@@ -18,10 +18,16 @@ cd "$ROOT"
 echo "[smoke_gpu] output: $OUT_DIR"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || { echo "[smoke_gpu] no GPU visible" >&2; exit 2; }
 "$PYTHON" -c "import torch, vllm, verl; print(f'[smoke_gpu] torch {torch.__version__} vllm {vllm.__version__} verl {verl.__version__} cuda {torch.cuda.is_available()}')"
-"$PYTHON" -m verl_ext.testing.tiny_qwen --out "$OUT_DIR/model" >/dev/null
+# A tiny Qwen2.5-VL warm-started (on CPU, about a minute) to speak the <box> zoom protocol, so the tool runs.
+"$PYTHON" -m verl_ext.testing.tiny_policy --out "$OUT_DIR/model" >"$OUT_DIR/tiny_policy.log" 2>&1 || {
+    echo "[smoke_gpu] FAILED: warm start; last lines of $OUT_DIR/tiny_policy.log:" >&2
+    tail -n 40 "$OUT_DIR/tiny_policy.log" >&2
+    exit 1
+}
 "$PYTHON" -m verl_ext.testing.tiny_vqa --out "$OUT_DIR/data" --rows 16 >/dev/null
-read -r MIN_PIXELS MAX_PIXELS < <("$PYTHON" -c \
-    "from verl_ext.testing.tiny_qwen import TINY_MIN_PIXELS as a, TINY_MAX_PIXELS as b; print(a, b)")
+read -r MIN_PIXELS MAX_PIXELS PROMPT_LENGTH RESPONSE_LENGTH < <("$PYTHON" -c \
+    "from verl_ext.testing.tiny_policy import TINY_MIN_PIXELS, TINY_MAX_PIXELS, PROMPT_LENGTH, RESPONSE_LENGTH
+print(TINY_MIN_PIXELS, TINY_MAX_PIXELS, PROMPT_LENGTH, RESPONSE_LENGTH)")
 
 for estimator in $ESTIMATORS; do
     run_dir="$OUT_DIR/$estimator"
@@ -34,8 +40,8 @@ for estimator in $ESTIMATORS; do
     bash "$ROOT/examples/run_qwen2_5_vl_7b_srpo.sh" \
         algorithm.adv_estimator="$estimator" \
         data.train_batch_size=4 \
-        data.max_prompt_length=512 \
-        data.max_response_length=256 \
+        data.max_prompt_length="$PROMPT_LENGTH" \
+        data.max_response_length="$RESPONSE_LENGTH" \
         data.min_pixels="$MIN_PIXELS" \
         data.max_pixels="$MAX_PIXELS" \
         actor_rollout_ref.actor.ppo_mini_batch_size=4 \
@@ -60,7 +66,7 @@ for estimator in $ESTIMATORS; do
         exit 1
     }
     echo "[smoke_gpu] $estimator: $STEPS steps in $(($(date +%s) - start)) s"
-    "$PYTHON" -m verl_ext.cpu.report "$run_dir/metrics.jsonl"
+    "$PYTHON" -m verl_ext.testing.report "$run_dir/metrics.jsonl" --advantages "$run_dir/advantages"
     grep -q '"scale/evidence_scale_mean"' "$run_dir/metrics.jsonl" || {
         echo "[smoke_gpu] FAILED: no scale/* metrics logged" >&2
         exit 1

@@ -50,7 +50,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _steps(run: Path, estimator: str) -> dict[int, dict[str, float]]:
-    from verl_ext.cpu.report import read_steps
+    from verl_ext.testing.report import read_steps
 
     return read_steps(run / estimator / "metrics.jsonl")
 

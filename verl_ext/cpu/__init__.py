@@ -5,6 +5,5 @@ A CPU run loads :mod:`verl_ext.cpu.plugin` in every process, Ray workers include
     VERL_USE_EXTERNAL_MODULES=verl_ext.cpu.plugin VERL_PLATFORM=cpu
 
 - :mod:`verl_ext.cpu.platform`: the ``cpu`` platform (host tensors, gloo) and veRL's FSDP engines on cpu;
-- :mod:`verl_ext.cpu.hf_rollout`: the ``hf`` async rollout (HF ``generate`` server + weight-receiving adapter);
-- :mod:`verl_ext.cpu.report`: prints the per-step metrics of a run.
+- :mod:`verl_ext.cpu.hf_rollout`: the ``hf`` async rollout (HF ``generate`` server + weight-receiving adapter).
 """

@@ -1,6 +1,6 @@
 """Print the per-step metrics a veRL run wrote with its file logger (``trainer.logger=[...,file]``).
 
-    python -m verl_ext.cpu.report /tmp/run/metrics.jsonl [--advantages /tmp/run/advantages]
+    python -m verl_ext.testing.report /tmp/run/metrics.jsonl [--advantages /tmp/run/advantages]
 
 One column per step; rows are the reward/advantage/update summary veRL logs plus every ``scale/*``
 metric (SRPO's per-bin diagnostics). With ``--advantages`` (the trainer hook's ``ground_r1.advantage_dump_dir``)
