@@ -6,8 +6,11 @@ outputs asserts that all of them have the same columns: a worker whose trajector
 break the batch. This loop adds an empty record list to such trajectories. Select it with
 ``actor_rollout_ref.rollout.agent.default_agent_loop=ground_r1_tool_agent`` (or a per-row ``agent_name``).
 
-It also caps each assistant turn at ``max_tokens_per_turn`` tokens (the paper's 512), which veRL 0.9.1 has
-no setting for; set it through veRL's agent-loop config file (the recipe's ``config/agent_loop.yaml``).
+A zoom whose tool turn does not fit in the response budget is dropped by veRL (the rollout ends without
+showing the crop); its record is then marked invalid, so the evidence scale only ever counts regions the
+model actually saw. It also caps each assistant turn at ``max_tokens_per_turn`` tokens (the paper's 512),
+which veRL 0.9.1 has no setting for; set it through veRL's agent-loop config file (the recipe's
+``config/agent_loop.yaml``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from verl.experimental.agent_loop.tool_agent_loop import AgentData, AgentState, 
 
 from verl_ext.evidence import ZOOM_RECORDS_KEY
 from verl_ext.tools import AGENT_NAME
+
+UNSEEN_REASON = "crop not shown: the response budget ran out before the tool turn"
 
 
 @register(AGENT_NAME)
@@ -35,6 +40,17 @@ class ZoomToolAgentLoop(ToolAgentLoop):
         output = await super().run(sampling_params, **kwargs)
         output.extra_fields.setdefault(ZOOM_RECORDS_KEY, [])
         return output
+
+    async def _handle_processing_tools_state(self, agent_data: AgentData, *args: Any, **kwargs: Any) -> AgentState:
+        """Run the turn's tool calls; if veRL drops their turn for lack of budget, the crops were never shown."""
+        records = agent_data.extra_fields.get(ZOOM_RECORDS_KEY) or []
+        before = len(records)
+        state = await super()._handle_processing_tools_state(agent_data, *args, **kwargs)
+        if state == AgentState.TERMINATED:  # veRL's only early exit here: the tool turn overran the budget
+            for record in (agent_data.extra_fields.get(ZOOM_RECORDS_KEY) or [])[before:]:
+                if record.get("valid"):
+                    record.update(valid=False, reason=UNSEEN_REASON)
+        return state
 
     async def _handle_generating_state(
         self, agent_data: AgentData, sampling_params: dict[str, Any], *args: Any, **kwargs: Any
