@@ -65,13 +65,19 @@ def resized_size(
     max_pixels: int | None = None,
     factor: int = FACTOR,
 ) -> tuple[int, int]:
-    """(width, height) the Qwen processor gives an image, from ``qwen_vl_utils.smart_resize``."""
+    """(width, height) the Qwen processor gives an image, from ``qwen_vl_utils.smart_resize``.
+
+    Raises ValueError for aspect ratios smart_resize refuses and for frames it would make empty.
+    """
     # Imported here: qwen_vl_utils pulls in torch and torchvision (seconds), which box arithmetic never needs.
     from qwen_vl_utils import smart_resize
 
     min_pixels = DEFAULT_MIN_PIXELS if min_pixels is None else int(min_pixels)
     max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
     h, w = smart_resize(int(height), int(width), factor=factor, min_pixels=min_pixels, max_pixels=max_pixels)
+    if w < factor or h < factor:
+        # smart_resize floors a very thin side to 0 under max_pixels: no model could see such an image.
+        raise ValueError(f"a {width}x{height} image has an empty resized frame ({w}x{h}) at max_pixels={max_pixels}")
     return int(w), int(h)
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from verl_ext.geometry import Frame, iou
+from verl_ext.reward import compute_score
 from verl_ext.reward.base import RewardOptions
 from verl_ext.reward.grounding import frame_of, parse_box, score_grounding
 
@@ -91,3 +92,9 @@ def test_iou_matches_the_geometry_module():
     """The score is geometry.iou of the mapped box, not a second IoU implementation."""
     answer, mapped = "[110, 60, 320, 260]", [220.0, 120.0, 640.0, 520.0]
     assert score_grounding(answer, TRUTH, INFO, DEFAULTS).iou == pytest.approx(iou(mapped, TRUTH))
+
+
+def test_a_row_whose_image_has_no_resized_frame_scores_zero_without_raising():
+    extra = {"image_width": 28, "image_height": 1807, "min_pixels": 3136, "max_pixels": 50176}
+    out = compute_score("refcoco", "<think>a</think><answer>[0, 0, 10, 10]</answer>", [0, 0, 10, 10], extra)
+    assert out["iou"] == 0.0 and out["acc"] == 0.0 and out["format"] == 1.0

@@ -23,10 +23,10 @@ def frames(draw, max_side: int = 12000) -> Frame:
     w = draw(st.integers(28, max_side))
     h = draw(st.integers(28, max_side))
     assume(max(w, h) / min(w, h) < MAX_ASPECT)
-    frame = Frame.of(w, h, *draw(BOUNDS))
-    # qwen_vl_utils' smart_resize floors a thin side to 0 under max_pixels (the tool refuses such images).
-    assume(frame.resized_width > 0 and frame.resized_height > 0)
-    return frame
+    bounds = draw(BOUNDS)
+    # qwen_vl_utils' smart_resize floors a thin side to 0 under max_pixels: Frame.of refuses such images.
+    assume(min(smart_resize(h, w, factor=28, min_pixels=bounds[0], max_pixels=bounds[1])) > 0)
+    return Frame.of(w, h, *bounds)
 
 
 @st.composite
@@ -99,3 +99,10 @@ def test_aspect_limit(width, rejected):
     assert isinstance(crop, str) == rejected
     if not rejected:
         assert crop.box == (0, 486, width, 514) and math.isclose(crop.relative_area, 28 / 1000)
+
+
+def test_a_frame_smart_resize_would_make_empty_is_an_error():
+    # qwen_vl_utils floors the thin side of a 28x1807 image to 0 at max_pixels 50176.
+    assert min(smart_resize(1807, 28, factor=28, min_pixels=3136, max_pixels=50176)) == 0
+    with pytest.raises(ValueError, match="empty resized frame"):
+        Frame.of(28, 1807, 3136, 50176)

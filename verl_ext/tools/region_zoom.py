@@ -245,9 +245,6 @@ class RegionZoomTool(BaseTool):
             frame = Frame.of(image.width, image.height, min_pixels, max_pixels)
         except (OSError, ValueError, Image.DecompressionBombError) as e:
             raise OriginalUnavailable(f"cannot decode {name}: {e}") from e
-        if frame.resized_width <= 0 or frame.resized_height <= 0:
-            # qwen_vl_utils' smart_resize floors a very thin side to 0 under max_pixels; no model could see it.
-            raise OriginalUnavailable(f"{name} ({image.width}x{image.height}) has an empty resized frame")
         return _Original(image, frame)
 
     def resolve_path(self, image_path: Any) -> str:
