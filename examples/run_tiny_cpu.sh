@@ -33,20 +33,9 @@ export RAY_ADDRESS=local RAY_DEDUP_LOGS=0
 cd "$REPO"
 mkdir -p "$OUT_DIR"
 echo "[run_tiny_cpu] output: $OUT_DIR"
-echo "[run_tiny_cpu] warm-starting the tiny policy (log: $OUT_DIR/tiny_policy.log)"
-start=$(date +%s)
-"$PYTHON" -m verl_ext.testing.tiny_policy --out "$OUT_DIR/model" >"$OUT_DIR/tiny_policy.log" 2>&1 || {
-    tail -n 40 "$OUT_DIR/tiny_policy.log" >&2
-    exit 1
-}
-grep -a "^\[tiny_policy\]" "$OUT_DIR/tiny_policy.log" | tail -n 2
-echo "[run_tiny_cpu] tiny policy: done in $(($(date +%s) - start)) s"
-"$PYTHON" -m verl_ext.testing.tiny_vqa --out "$OUT_DIR/data" --rows 4 >/dev/null
-# The dataset hook resizes images with the run's pixel bounds; they must be the tiny processor's. The token
-# budgets are the ones the policy was warm-started with (prompt + image; two turns and a crop turn).
-read -r MIN_PIXELS MAX_PIXELS PROMPT_LENGTH RESPONSE_LENGTH < <("$PYTHON" -c \
-    "from verl_ext.testing.tiny_policy import TINY_MIN_PIXELS, TINY_MAX_PIXELS, PROMPT_LENGTH, RESPONSE_LENGTH
-print(TINY_MIN_PIXELS, TINY_MAX_PIXELS, PROMPT_LENGTH, RESPONSE_LENGTH)")
+# The tiny policy and data; the run's pixel bounds and token budgets are the ones the policy was built with.
+. "$REPO/examples/lib/tiny_assets.sh"
+build_tiny_assets "$OUT_DIR" 4 run_tiny_cpu
 
 for estimator in $ESTIMATORS; do
     run_dir="$OUT_DIR/$estimator"

@@ -18,16 +18,9 @@ cd "$ROOT"
 echo "[smoke_gpu] output: $OUT_DIR"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || { echo "[smoke_gpu] no GPU visible" >&2; exit 2; }
 "$PYTHON" -c "import torch, vllm, verl; print(f'[smoke_gpu] torch {torch.__version__} vllm {vllm.__version__} verl {verl.__version__} cuda {torch.cuda.is_available()}')"
-# A tiny Qwen2.5-VL warm-started (on CPU, about a minute) to speak the <box> zoom protocol, so the tool runs.
-"$PYTHON" -m verl_ext.testing.tiny_policy --out "$OUT_DIR/model" >"$OUT_DIR/tiny_policy.log" 2>&1 || {
-    echo "[smoke_gpu] FAILED: warm start; last lines of $OUT_DIR/tiny_policy.log:" >&2
-    tail -n 40 "$OUT_DIR/tiny_policy.log" >&2
-    exit 1
-}
-"$PYTHON" -m verl_ext.testing.tiny_vqa --out "$OUT_DIR/data" --rows 16 >/dev/null
-read -r MIN_PIXELS MAX_PIXELS PROMPT_LENGTH RESPONSE_LENGTH < <("$PYTHON" -c \
-    "from verl_ext.testing.tiny_policy import TINY_MIN_PIXELS, TINY_MAX_PIXELS, PROMPT_LENGTH, RESPONSE_LENGTH
-print(TINY_MIN_PIXELS, TINY_MAX_PIXELS, PROMPT_LENGTH, RESPONSE_LENGTH)")
+# The tiny policy (warm-started on CPU to speak the <box> zoom protocol, so the tool runs) and data.
+. "$ROOT/examples/lib/tiny_assets.sh"
+build_tiny_assets "$OUT_DIR" 16 smoke_gpu
 
 for estimator in $ESTIMATORS; do
     run_dir="$OUT_DIR/$estimator"
