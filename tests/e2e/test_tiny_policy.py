@@ -43,12 +43,11 @@ def scripted(setup):
 def test_tiny_vqa_rows_are_data_prep_rows(setup) -> None:
     from verl_ext.data.rows import validate_row
     from verl_ext.data.schema import ANSWER_SCHEMA, ZOOM_TOOL
-    from verl_ext.tools.agent_loop import AGENT_NAME
+    from verl_ext.tools import AGENT_NAME
 
     _, rows, data = setup
     table = pq.read_table(data)
     assert table.schema.equals(ANSWER_SCHEMA, check_metadata=False)
-    assert tiny_vqa.AGENT_NAME == AGENT_NAME
     for raw in tiny_vqa.rows(WS.rows, seed=3):
         validate_row(raw)
     # Through the dataset hook: the frame is filled in and the zoom tool gets the bytes and the run's bounds.

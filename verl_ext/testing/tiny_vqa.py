@@ -22,9 +22,6 @@ COLOURS = {"red": (220, 30, 30), "green": (30, 180, 60), "blue": (40, 60, 220), 
 #: Canvas sizes (w, h): all within the tiny processor's pixel bounds after smart_resize.
 SIZES = [(112, 84), (140, 112), (84, 168), (196, 112), (168, 140), (112, 112)]
 QUESTION = "What colour is the rectangle?"
-#: The recipe's agent loop (``verl_ext.tools.agent_loop.AGENT_NAME``; a test checks they agree). Written
-#: explicitly because ``build_row``'s ``agent_name`` would select veRL's plain ``tool_agent`` instead.
-AGENT_NAME = "ground_r1_tool_agent"
 
 
 def image_bytes(size: tuple[int, int], colour: tuple[int, int, int], rng: random.Random) -> tuple[bytes, list[float]]:
@@ -72,7 +69,6 @@ def rows(n: int, seed: int = 0) -> list[dict[str, Any]]:
             },
             use_tool=True,
         )
-        row["agent_name"] = AGENT_NAME
         validate_row(row)
         out.append(row)
     return out
