@@ -20,8 +20,8 @@ from verl.utils.config import validate_config
 from verl.utils.device import auto_set_device
 
 from verl_ext.algorithms.srpo import SRPOConfig, SRPOConfigError
+from verl_ext.trainer import TRAINER_MODE
 
-TRAINER_MODE = "ground_r1_sync"
 RECIPE_DIR = Path(__file__).resolve().parent
 
 

@@ -20,9 +20,9 @@ from verl.trainer.ppo.v1 import PPOTrainerSync, register_trainer
 
 from verl_ext.algorithms.routing import routed_evidence_scales
 from verl_ext.algorithms.srpo import LAUNCH_HINT, SRPOConfig, SRPOConfigError
+from verl_ext.trainer import TRAINER_MODE
 from verl_ext.trainer.diagnostics import scale_bin_metrics
 
-TRAINER_MODE = "ground_r1_sync"
 SCALE_KEY = "evidence_scale"
 ACC_KEY = "acc"
 
