@@ -18,9 +18,10 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from verl_ext.answers import answer_type
 from verl_ext.data import cli
 from verl_ext.data.images import ImageStore, probe_bytes
-from verl_ext.data.rows import build_row, infer_answer_type, split_options, stored_image, vqa_messages
+from verl_ext.data.rows import build_row, split_options, stored_image, vqa_messages
 from verl_ext.data.schema import ANSWER_SCHEMA
 from verl_ext.data.validation import BadRecord, DataPrepError, check_text
 from verl_ext.data_sources import deepeyes
@@ -75,18 +76,19 @@ class DeepEyesConverter:
         stem, options = split_options(question)
         letter = answer.strip("()").upper()
         if options and len(letter) == 1 and "A" <= letter < chr(ord("A") + len(options)):
-            question, answer, answer_type = stem, letter, "multiple_choice"
+            question, answer, kind = stem, letter, "multiple_choice"
         else:
             options = []
             ability = str(record.get("ability") or "")
-            answer_type = infer_answer_type(answer) or ("math" if "math" in ability.lower() else None)
+            kind = answer_type(answer)
+            kind = "math" if kind == "open" and "math" in ability.lower() else kind
         source_id = (record.get("extra_info") or {}).get("index")
         extra = {
             "split": self.args.split,
             "question": question,
             "answer": answer,
             "options": options or None,
-            "answer_type": answer_type,
+            "answer_type": kind,
             "category": record.get("data_source"),
             "source_id": str(source_id if source_id is not None else number),
         }

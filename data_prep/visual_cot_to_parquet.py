@@ -21,9 +21,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from verl_ext.answers import answer_type
 from verl_ext.data import cli
 from verl_ext.data.images import probe_file, resolve_in_root
-from verl_ext.data.rows import ImageRef, build_row, infer_answer_type, split_options, vqa_messages
+from verl_ext.data.rows import ImageRef, build_row, split_options, vqa_messages
 from verl_ext.data.schema import ANSWER_SCHEMA
 from verl_ext.data.validation import BadRecord, DataPrepError, check_box_xyxy, check_text
 from verl_ext.data_sources import VISUAL_COT
@@ -101,15 +102,15 @@ class VisualCotConverter:
         boxes = [check_box_xyxy(b, image.width, image.height, src, where) for b in boxes]
         stem, options = split_options(question)
         if options and len(answer) == 1 and "A" <= answer.upper() < chr(ord("A") + len(options)):
-            question, answer, answer_type = stem, answer.upper(), "multiple_choice"
+            question, answer, kind = stem, answer.upper(), "multiple_choice"
         else:
-            options, answer_type = [], infer_answer_type(answer) or "open"
+            options, kind = [], answer_type(answer)
         extra = {
             "split": self.args.split,
             "question": question,
             "answer": answer,
             "options": options or None,
-            "answer_type": answer_type,
+            "answer_type": kind,
             "category": record.get("dataset"),
             "source_id": str(record.get("question_id", number)),
             "evidence_boxes": boxes,

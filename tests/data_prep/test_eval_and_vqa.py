@@ -93,7 +93,7 @@ def test_deepeyes_rows_keep_question_options_and_answer_types(tmp_path: Path) ->
     mc, yes_no, number, open_ = rows
     assert mc["extra_info"]["options"] == ["cat", "dog", "bird"] and mc["reward_model"]["ground_truth"] == "B"
     assert mc["extra_info"]["question"] == "What is shown 0?" and "A. cat\nB. dog" in mc["prompt"][1]["content"]
-    assert [r["extra_info"]["answer_type"] for r in rows] == ["multiple_choice", "yes_no", "number", None]
+    assert [r["extra_info"]["answer_type"] for r in rows] == ["multiple_choice", "yes_no", "number", "open"]
     assert open_["reward_model"]["ground_truth"] == "a red umbrella" and open_["extra_info"]["options"] is None
     for row, source in zip(rows, source_rows, strict=True):
         assert Path(row["images"][0]["path"]).read_bytes() == source["images"][0]["bytes"]

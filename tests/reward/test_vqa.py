@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from verl_ext.answers import answer_type
 from verl_ext.reward.base import IOU_NOT_APPLICABLE, RewardOptions
-from verl_ext.reward.vqa import infer_answer_type, score_open, score_vqa
+from verl_ext.reward.vqa import score_open, score_vqa
 
 OPTIONS = ["red", "blue", "light green", "yellow"]
 DEFAULTS = RewardOptions()
@@ -138,7 +139,7 @@ def test_declared_answer_type_wins_over_inference():
     ],
 )
 def test_answer_type_inference(truth, options, kind):
-    assert infer_answer_type(truth, options) == kind
+    assert answer_type(truth, options) == kind
 
 
 def test_several_accepted_answers_take_the_best():

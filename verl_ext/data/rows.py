@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from verl_ext import prompts
+from verl_ext.answers import ANSWER_TYPES
 from verl_ext.data.images import ImageInfo, ImageStore
-from verl_ext.data.schema import ANSWER_TYPES, EXTRA_INFO_FIELDS, SINGLE_TURN_AGENT, TOOL_AGENT, ZOOM_TOOL
+from verl_ext.data.schema import EXTRA_INFO_FIELDS, SINGLE_TURN_AGENT, TOOL_AGENT, ZOOM_TOOL
 
 #: Zoom-call protocol named in the system prompt; the recipe's ``multi_turn.format`` must match it.
 SYSTEM_PROMPTS = {"box": prompts.SYSTEM_BOX, "hermes": prompts.SYSTEM_HERMES}
 
-_NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?%?$")
 _OPTION_LINE = re.compile(r"^\s*\(?([A-J])[.):]\s*(.+?)\s*$")
 
 
@@ -111,16 +111,6 @@ def grounding_messages(expression: str, protocol: str | None) -> list[dict[str, 
     """The grounding instruction; with a zoom protocol, a system turn that offers the zoom too."""
     user = {"role": "user", "content": prompts.fill(prompts.GROUNDING_USER, expression=expression)}
     return [user] if protocol is None else [{"role": "system", "content": SYSTEM_PROMPTS[protocol]}, user]
-
-
-def infer_answer_type(answer: str) -> str | None:
-    """``yes_no`` or ``number`` when the answer shows it; None when the text alone cannot tell."""
-    text = answer.strip().rstrip(".").lower()
-    if text in ("yes", "no"):
-        return "yes_no"
-    if _NUMBER.match(text.replace(",", "")):
-        return "number"
-    return None
 
 
 def split_options(question: str) -> tuple[str, list[str]]:

@@ -51,8 +51,6 @@ EXTRA_INFO = pa.struct(
 )
 EXTRA_INFO_FIELDS = frozenset(EXTRA_INFO.names)
 
-ANSWER_TYPES = ("multiple_choice", "yes_no", "number", "math", "open")
-
 
 def row_schema(ground_truth: pa.DataType) -> pa.Schema:
     """The full row schema for a ground-truth type, with the ``Image`` feature metadata ``datasets`` reads."""

@@ -21,11 +21,12 @@ Every call returns ``{score, acc, format, iou, evidence_scale, num_zooms}`` as f
 ``IOU_NOT_APPLICABLE`` (-1.0) on non-grounding rows. Add a data source with :func:`register_data_source`.
 """
 
-from verl_ext.reward.base import IOU_NOT_APPLICABLE, AnswerScore, RewardOptions, Scorer
+from verl_ext.reward.base import AnswerScore, RewardOptions, Scorer
 from verl_ext.reward.grounding import score_grounding
 from verl_ext.reward.registry import UnknownDataSourceError, known_data_sources, register_data_source
-from verl_ext.reward.score import REWARD_KEYS, compute_score
+from verl_ext.reward.score import compute_score
 from verl_ext.reward.vqa import score_vqa
+from verl_ext.reward_keys import IOU_NOT_APPLICABLE, REWARD_KEYS
 
 __all__ = [
     "IOU_NOT_APPLICABLE",

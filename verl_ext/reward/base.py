@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, NamedTuple, Protocol
 
-#: ``iou`` of a row that is not a grounding row: distinguishable from a missed box (0.0) in per-source metrics.
-IOU_NOT_APPLICABLE = -1.0
+from verl_ext.reward_keys import IOU_NOT_APPLICABLE
+
 GROUNDING_MODES = ("iou", "acc@0.5")
 EVIDENCE_MODES = ("first", "last")
 #: Keyword arguments veRL's reward managers add on their own (reward-model routing); not reward options.

@@ -22,9 +22,7 @@ from verl_ext.reward.grounding import score_grounding
 from verl_ext.reward.registry import register_data_source, scorer_for
 from verl_ext.reward.text import assistant_turns, final_answer
 from verl_ext.reward.vqa import score_vqa
-
-#: Every returned dict has exactly these keys, all floats.
-REWARD_KEYS = ("score", "acc", "format", "iou", "evidence_scale", "num_zooms")
+from verl_ext.reward_keys import ACC, EVIDENCE_SCALE, FORMAT, IOU, NUM_ZOOMS, SCORE
 
 for _name in data_sources.GROUNDING:
     register_data_source(_name, score_grounding)
@@ -57,12 +55,12 @@ def compute_score(
     result = scorer(final_answer(turns), ground_truth, info, options)
     records = info.get(ZOOM_RECORDS_KEY)
     return {
-        "score": float(options.answer_weight * result.score + options.format_weight * fmt),
-        "acc": float(result.acc),
-        "format": fmt,
-        "iou": float(result.iou),
-        "evidence_scale": float(evidence_scale(records, options.evidence_mode, options.evidence_missing)),
-        "num_zooms": float(count_zooms(records)),
+        SCORE: float(options.answer_weight * result.score + options.format_weight * fmt),
+        ACC: float(result.acc),
+        FORMAT: fmt,
+        IOU: float(result.iou),
+        EVIDENCE_SCALE: float(evidence_scale(records, options.evidence_mode, options.evidence_missing)),
+        NUM_ZOOMS: float(count_zooms(records)),
     }
 
 

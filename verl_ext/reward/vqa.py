@@ -10,20 +10,24 @@ the best one counts.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from rouge_score import rouge_scorer
 
-from verl_ext.reward.answers import is_number, match_option, normalize_text, parse_letter, parse_number, parse_yes_no
+from verl_ext.answers import (
+    ANSWER_TYPES,
+    answer_type,
+    match_option,
+    normalize_text,
+    parse_letter,
+    parse_number,
+    parse_yes_no,
+)
 from verl_ext.reward.base import ZERO, AnswerScore, RewardOptions, warn_once
 from verl_ext.reward.mathcheck import math_equivalent
 
-ANSWER_TYPES = ("multiple_choice", "yes_no", "number", "math", "open")
 _ROUGE = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=False)
-_BARE_LETTER = re.compile(r"\(?[A-Z]\)?\.?")
-_MATH_MARKS = re.compile(r"[$\\^]")
 
 
 def _indicator(ok: bool) -> AnswerScore:
@@ -61,19 +65,6 @@ def score_open(answer: str, truth: str) -> AnswerScore:
     return AnswerScore(min(max(soft, 0.0), 1.0), 0.0)
 
 
-def infer_answer_type(truth: str, options: Sequence[str] | None) -> str:
-    """Type of an answer from its ground truth (and whether the row lists options)."""
-    if options or _BARE_LETTER.fullmatch(truth.strip()):
-        return "multiple_choice"
-    if normalize_text(truth) in ("yes", "no"):
-        return "yes_no"
-    if is_number(truth):
-        return "number"
-    if _MATH_MARKS.search(truth):
-        return "math"
-    return "open"
-
-
 def score_vqa(
     answer: str | None, ground_truth: Any, extra_info: Mapping[str, Any], options: RewardOptions
 ) -> AnswerScore:
@@ -88,7 +79,7 @@ def score_vqa(
     declared = extra_info.get("answer_type")
     best = ZERO
     for truth in truths:
-        kind = declared if declared in ANSWER_TYPES else infer_answer_type(truth, choices)
+        kind = declared if declared in ANSWER_TYPES else answer_type(truth, choices)
         result = _SCORERS[kind](answer, truth, choices, options)
         best = max(best, result)
     return best

@@ -20,11 +20,9 @@ from verl.trainer.ppo.v1 import PPOTrainerSync, register_trainer
 
 from verl_ext.algorithms.routing import routed_evidence_scales
 from verl_ext.algorithms.srpo import LAUNCH_HINT, SRPOConfig, SRPOConfigError
+from verl_ext.reward_keys import ACC, EVIDENCE_SCALE, NUM_ZOOMS
 from verl_ext.trainer import TRAINER_MODE
 from verl_ext.trainer.diagnostics import scale_bin_metrics
-
-SCALE_KEY = "evidence_scale"
-ACC_KEY = "acc"
 
 
 def reward_extra_infos(extra_fields: Any) -> list[dict]:
@@ -52,15 +50,15 @@ def evidence_scales_from_infos(infos: list[dict], missing: float, required: bool
     When no row carries the key at all and ``required`` (SRPO is running), the reward function does not
     produce scales: raise instead of silently binning everything together.
     """
-    if required and infos and not any(SCALE_KEY in info for info in infos):
-        raise SRPOConfigError(f"no '{SCALE_KEY}' in the reward extra info of this batch. " + LAUNCH_HINT)
-    values = [_as_float(info.get(SCALE_KEY)) for info in infos]
+    if required and infos and not any(EVIDENCE_SCALE in info for info in infos):
+        raise SRPOConfigError(f"no '{EVIDENCE_SCALE}' in the reward extra info of this batch. " + LAUNCH_HINT)
+    values = [_as_float(info.get(EVIDENCE_SCALE)) for info in infos]
     return torch.tensor([missing if v is None else v for v in values], dtype=torch.float64)
 
 
 def accuracies_from_infos(infos: list[dict]) -> torch.Tensor | None:
     """Per-row ``acc`` when the reward reports it for every row."""
-    values = [_as_float(info.get(ACC_KEY)) for info in infos]
+    values = [_as_float(info.get(ACC)) for info in infos]
     if not values or any(v is None for v in values):
         return None
     return torch.tensor(values, dtype=torch.float64)
@@ -90,10 +88,10 @@ def dump_step(
                 "key": key,
                 "uid": str(key).split("_")[0],
                 "reward": float(rewards[i]),
-                "evidence_scale": float(scales[i]),
+                EVIDENCE_SCALE: float(scales[i]),
                 "advantage": float(advantages[i]),
-                "acc": _as_float(infos[i].get(ACC_KEY)),
-                "num_zooms": _as_float(infos[i].get("num_zooms")),
+                ACC: _as_float(infos[i].get(ACC)),
+                NUM_ZOOMS: _as_float(infos[i].get(NUM_ZOOMS)),
             }
             f.write(json.dumps(row) + "\n")
     tmp.replace(path)

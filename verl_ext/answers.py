@@ -1,7 +1,9 @@
-"""Read what an answer says: an option letter, yes/no, a number, or normalised text.
+"""The answer grammar: answer types and how to read an option letter, yes/no, a number, or normalised text.
 
-Pure parsers, shared by the VQA scorers for both the prediction and the ground truth. Each returns
-None when the text does not say one thing unambiguously, which the scorers count as wrong.
+One home for data prep (which labels each row's ``answer_type``) and the reward (which reads the
+prediction and the ground truth with the same parsers), so the two can never disagree on what a number
+or a letter is. Each parser returns None when the text does not say one thing unambiguously, which the
+scorers count as wrong.
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ import math
 import re
 import string
 from collections.abc import Sequence
+
+#: Every answer type a row may declare in ``extra_info.answer_type`` (the reward infers it otherwise).
+ANSWER_TYPES = ("multiple_choice", "yes_no", "number", "math", "open")
 
 _ARTICLES = re.compile(r"\b(?:a|an|the)\b")
 _PUNCT = str.maketrans(string.punctuation, " " * len(string.punctuation))
@@ -95,3 +100,20 @@ def _token_value(token: str) -> float | None:
         return _WORD_VALUES[parts[0]] + _WORD_VALUES[parts[1]]
     value = float(token)
     return value if math.isfinite(value) else None
+
+
+_BARE_LETTER = re.compile(r"\(?[A-Z]\)?\.?")
+_MATH_MARKS = re.compile(r"[$\\^]")
+
+
+def answer_type(truth: str, options: Sequence[str] | None = None) -> str:
+    """Type of an answer from its ground truth (and whether the row lists options)."""
+    if options or _BARE_LETTER.fullmatch(truth.strip()):
+        return "multiple_choice"
+    if normalize_text(truth) in ("yes", "no"):
+        return "yes_no"
+    if is_number(truth):
+        return "number"
+    if _MATH_MARKS.search(truth):
+        return "math"
+    return "open"
