@@ -8,9 +8,10 @@ import importlib
 import logging
 
 REGISTERING_MODULES = (
+    "verl_ext.compat",  # refuses a veRL release other than the one the private surfaces were checked on
     "verl_ext.algorithms.srpo",  # advantage estimator "srpo"
     "verl_ext.tools.box_parser",  # tool parser "ground_r1_box" (multi_turn.format)
-    "verl_ext.mrope_fix",  # veRL 0.9.1 bug: equal-length VLM batches break mrope position_ids
+    "verl_ext.compat.mrope",  # veRL 0.9.1 bug: equal-length VLM batches break mrope position_ids
     "verl_ext.tools.agent_loop",  # agent loop "ground_r1_tool_agent" (rollout.agent.default_agent_loop)
 )
 

@@ -18,8 +18,11 @@ from verl.trainer.main_ppo import TaskRunnerV1, run_ppo
 from verl.trainer.ppo.utils import need_critic, need_reference_policy
 from verl.utils.config import validate_config
 from verl.utils.device import auto_set_device
+from verl.utils.import_utils import load_extern_object
 
+from verl_ext import compat
 from verl_ext.algorithms.srpo import SRPOConfig, SRPOConfigError
+from verl_ext.data.dataset import GroundR1Dataset, pixel_bounds
 from verl_ext.trainer import TRAINER_MODE
 
 RECIPE_DIR = Path(__file__).resolve().parent
@@ -32,7 +35,9 @@ def register_resolvers() -> None:
 
 
 def check_config(config: DictConfig) -> None:
-    """Fail before Ray starts on options SRPO and the scale hook cannot run with."""
+    """Fail before Ray starts on a veRL release, options or data settings the recipe cannot run with."""
+    compat.check_surfaces()
+    check_frame_source(config.data)
     SRPOConfig.from_algorithm_config(config.algorithm)
     if str(config.algorithm.adv_estimator) != "srpo":
         return
@@ -43,6 +48,30 @@ def check_config(config: DictConfig) -> None:
             f"SRPO needs trainer.v1.trainer_mode={TRAINER_MODE} (veRL's sync trainer plus the evidence-scale "
             f"hook), got {config.trainer.v1.trainer_mode!r}"
         )
+    if int(config.actor_rollout_ref.rollout.n) < 2:
+        raise SRPOConfigError(
+            "SRPO compares the trajectories of one prompt: with actor_rollout_ref.rollout.n="
+            f"{config.actor_rollout_ref.rollout.n} every advantage is 0 (veRL's GRPO would give a lone trajectory its "
+            "reward). Set rollout.n >= 2 (the paper: 8)."
+        )
+
+
+def check_frame_source(data: DictConfig) -> None:
+    """The frame the model sees comes from one place: ``data.min_pixels``/``max_pixels`` through the dataset hook.
+
+    The hook writes the bounds and the resized frame into every row for the prompt, the zoom tool and the reward;
+    another dataset class would leave them to guess, so it is refused here.
+    """
+    custom = data.get("custom_cls") or {}
+    if not custom.get("path") or not custom.get("name"):
+        raise ValueError(f"data.custom_cls must name {GroundR1Dataset.__name__} (pkg://verl_ext.data.dataset)")
+    cls = load_extern_object(custom.path, custom.name)
+    if not (isinstance(cls, type) and issubclass(cls, GroundR1Dataset)):
+        raise ValueError(
+            f"data.custom_cls {custom.path}:{custom.name} is not a {GroundR1Dataset.__name__}: the zoom tool and the "
+            "reward take the image frame from the rows that dataset hook writes"
+        )
+    pixel_bounds(data)
 
 
 @ray.remote(num_cpus=1)

@@ -14,8 +14,9 @@ from PIL import Image
 from verl.workers.config import HFModelConfig, RolloutConfig
 from verl.workers.rollout.replica import TokenOutput
 
+from verl_ext.compat.gloo import plain_gloo
 from verl_ext.cpu.hf_rollout import HFGenerateServer, HFServerAdapter, server_name, state_checksum
-from verl_ext.cpu.platform import PlatformCPU, _plain_gloo
+from verl_ext.cpu.platform import PlatformCPU
 from verl_ext.testing.tiny_qwen import build_tiny_qwen25vl
 
 RESPONSE_LENGTH = 8
@@ -128,7 +129,7 @@ def test_platform_is_cpu_and_gloo() -> None:
 
 def test_process_group_init_accepts_verls_backend_string_on_cpu() -> None:
     seen: list = []
-    init = _plain_gloo(lambda *args, **kwargs: seen.append((args, kwargs)))
+    init = plain_gloo(lambda *args, **kwargs: seen.append((args, kwargs)))
     init(backend="cpu:gloo,cpu:gloo", rank=0)
     init("cpu:gloo,cuda:nccl")
     assert seen == [((), {"backend": "gloo", "rank": 0}), (("cpu:gloo,cuda:nccl",), {})]

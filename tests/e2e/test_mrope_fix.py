@@ -10,7 +10,7 @@ from verl.utils import tensordict_utils
 from verl.workers import engine_workers
 from verl.workers.engine import base as engine_base
 
-from verl_ext.mrope_fix import ragged_on_length
+from verl_ext.compat.mrope import ragged_on_length
 
 
 def _position_ids(lengths: list[int]) -> tuple[list[torch.Tensor], torch.Tensor]:

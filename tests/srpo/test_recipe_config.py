@@ -43,11 +43,29 @@ def test_recipe_composes_verls_ppo_trainer_for_both_estimators(estimator):
         (["algorithm.srpo.num_bins=2", "algorithm.srpo.bin_edges=[0.1,0.2]"], "num_bins - 1 = 1"),
         (["trainer.v1.trainer_mode=sync"], "trainer_mode=ground_r1_sync"),
         (["trainer.use_v1=false"], "trainer.use_v1=true"),
+        (["actor_rollout_ref.rollout.n=1"], "rollout.n=1 every advantage is 0"),
+        (["algorithm.srpo.epsilon=0"], "epsilon must be > 0"),
+        (["algorithm.srpo.w_intra=heavy"], "invalid algorithm.srpo.w_intra"),
     ],
 )
 def test_bad_options_fail_before_the_first_step(overrides, match):
     with pytest.raises(SRPOConfigError, match=match):
         check_config(composed(*overrides))
+
+
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        (["data.max_pixels=null"], "data.max_pixels must be a positive integer"),
+        (["data.min_pixels=500000"], "larger than data.max_pixels"),
+        (["data.custom_cls.path=null"], "data.custom_cls must name GroundR1Dataset"),
+        (["data.custom_cls.path=pkg://verl.utils.dataset.rl_dataset", "data.custom_cls.name=RLHFDataset"], "not a"),
+    ],
+)
+def test_a_run_without_one_frame_source_is_refused_at_start(overrides, match):
+    for estimator in ("srpo", "grpo"):
+        with pytest.raises(ValueError, match=match):
+            check_config(composed(f"algorithm.adv_estimator={estimator}", *overrides))
 
 
 def test_grpo_needs_no_srpo_hook():

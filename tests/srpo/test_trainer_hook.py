@@ -138,17 +138,30 @@ def test_grpo_runs_unchanged_and_still_logs_the_scale_bins(transfer_queue):
     assert metrics["scale/bin0_0-33/adv_mean"] < 0 < metrics["scale/bin2_67-100/adv_mean"]
 
 
-def test_srpo_refuses_a_reward_without_evidence_scales(transfer_queue):
-    keys = [f"r_{s}_0" for s in range(2)]
+def _without_scales(partition: str, second_info: dict):
+    keys = [f"{partition}_{s}_0" for s in range(2)]
     fields = TensorDict(
         {
-            "uid": NonTensorStack("r", "r"),
+            "uid": NonTensorStack(partition, partition),
             "rm_scores": torch.nested.as_nested_tensor([torch.ones(2), torch.zeros(2)], layout=torch.jagged),
             "response_mask": torch.nested.as_nested_tensor([torch.ones(2, dtype=torch.int64)] * 2, layout=torch.jagged),
-            "extra_fields": NonTensorStack({"reward_extra_info": {"acc": 1.0}}, {"reward_extra_info": {"acc": 0.0}}),
+            "extra_fields": NonTensorStack({"reward_extra_info": {"acc": 1.0}}, {"reward_extra_info": second_info}),
         },
         batch_size=2,
     )
-    batch = tq.kv_batch_put(keys=keys, partition_id="noscale", fields=fields)
-    with pytest.raises(SRPOConfigError, match="no 'evidence_scale' in the reward extra info"):
+    return tq.kv_batch_put(keys=keys, partition_id=partition, fields=fields)
+
+
+@pytest.mark.parametrize("second_info", [{"acc": 0.0}, {"acc": 0.0, "evidence_scale": float("nan")}])
+def test_srpo_refuses_rows_without_evidence_scales_and_names_them(transfer_queue, second_info):
+    batch = _without_scales("noscale" + str(len(second_info)), second_info)
+    with pytest.raises(SRPOConfigError, match="rows \\[0, 1\\] of this batch have no finite 'evidence_scale'"):
         trainer("srpo")._compute_advantage(batch, {})
+
+
+def test_grpo_with_a_reward_without_scales_trains_and_skips_the_bin_view(transfer_queue):
+    metrics: dict = {}
+    batch = trainer("grpo")._compute_advantage(_without_scales("grpo_noscale", {"acc": 0.0}), metrics)
+    got = scalar_advantages(batch)
+    assert got["grpo_noscale_0_0"] > 0 > got["grpo_noscale_1_0"]
+    assert not any(name.startswith("scale/") for name in metrics)

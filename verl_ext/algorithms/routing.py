@@ -33,16 +33,25 @@ class Routing:
 _ROUTING: contextvars.ContextVar[Routing | None] = contextvars.ContextVar("srpo_routing", default=None)
 
 
+def parse_key(key: str) -> tuple[str, str, int]:
+    """``(uid, session_id, output_index)`` of a v1 TransferQueue key ``{uid}_{session_id}_{output_index}``.
+
+    The one parser of veRL's key layout in this project (veRL 0.9.1 inlines ``key.rsplit("_", 2)`` where it needs
+    it and exports no function). A key of another shape is its own session with output index 0.
+    """
+    parts = str(key).rsplit("_", 2)
+    if len(parts) == 3 and parts[2].isdigit():
+        return parts[0], parts[1], int(parts[2])
+    return str(key), "", 0
+
+
 def session_layout(keys: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """Final output row per session and each row's session, from v1 keys ``{uid}_{session_id}_{output_index}``."""
-    final: dict[str, tuple[int, int]] = {}
-    sessions: list[str] = []
+    final: dict[tuple[str, str], tuple[int, int]] = {}
+    sessions: list[tuple[str, str]] = []
     for row, key in enumerate(keys):
-        parts = str(key).rsplit("_", 2)
-        if len(parts) == 3 and parts[2].isdigit():
-            session, output_index = f"{parts[0]}_{parts[1]}", int(parts[2])
-        else:
-            session, output_index = str(key), 0
+        uid, session_id, output_index = parse_key(key)
+        session = (uid, session_id)
         sessions.append(session)
         if session not in final or final[session][0] < output_index:
             final[session] = (output_index, row)

@@ -8,17 +8,23 @@ the bin that does best. DESIGN.md section 2 is the specification; this module fo
 
 from __future__ import annotations
 
+import itertools
+import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
+from omegaconf.errors import OmegaConfBaseException
 from verl.trainer.ppo.core_algos import register_adv_est
+from verl.utils.config import omega_conf_to_dataclass
 from verl.utils.groupwise import as_torch_index, group_mean_std
 
 from verl_ext.algorithms.routing import current_routing
+
+logger = logging.getLogger(__name__)
 
 LAUNCH_HINT = (
     "SRPO needs each trajectory's evidence scale (relative area of its evidence box), which veRL's "
@@ -36,18 +42,22 @@ class SRPOConfigError(ValueError):
 
 @dataclass(frozen=True)
 class SRPOConfig:
-    """Options under ``algorithm.srpo``; defaults are the paper's."""
+    """Options under ``algorithm.srpo``; defaults are the paper's. Parsed with veRL's ``omega_conf_to_dataclass``.
+
+    The evidence scale of a trajectory without a valid zoom is not an SRPO option: the reward computes every
+    scale, so it is the reward's ``evidence_missing`` (one setting, one producer).
+    """
 
     num_bins: int = 3
-    bin_edges: tuple[float, ...] | None = None  # interior edges, strictly increasing in (0, 1); None = equal width
+    #: Interior edges, strictly increasing in (0, 1); None = equal width.
+    bin_edges: Optional[list[float]] = None  # noqa: UP045  (OmegaConf's structured configs need Optional)
     w_intra: float = 1.0
     w_inter: float = 1.0
     epsilon: float = 1e-6
     norm_adv_by_std: bool = True
-    scale_when_missing: float = 1.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.num_bins, bool) or not isinstance(self.num_bins, int) or self.num_bins < 1:
+        if self.num_bins < 1:
             raise SRPOConfigError(f"algorithm.srpo.num_bins must be an integer >= 1, got {self.num_bins!r}")
         if self.bin_edges is not None:
             edges = tuple(float(e) for e in self.bin_edges)
@@ -59,49 +69,36 @@ class SRPOConfig:
                 )
             if any(not (0.0 < e < 1.0) for e in edges):
                 raise SRPOConfigError(f"algorithm.srpo.bin_edges must lie strictly inside (0, 1), got {list(edges)}")
-            if any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
+            if any(b <= a for a, b in itertools.pairwise(edges)):
                 raise SRPOConfigError(f"algorithm.srpo.bin_edges must be strictly increasing, got {list(edges)}")
         for name in ("w_intra", "w_inter", "epsilon"):
             value = getattr(self, name)
-            if not math.isfinite(float(value)) or float(value) < 0:
+            if not math.isfinite(value) or value < 0:
                 raise SRPOConfigError(f"algorithm.srpo.{name} must be a finite number >= 0, got {value!r}")
-        if not 0.0 <= float(self.scale_when_missing) <= 1.0:
+        if self.w_intra == 0 and self.w_inter == 0:
+            raise SRPOConfigError("algorithm.srpo.w_intra and w_inter are both 0: every advantage would be 0")
+        if self.norm_adv_by_std and self.epsilon <= 0:
             raise SRPOConfigError(
-                f"algorithm.srpo.scale_when_missing must lie in [0, 1], got {self.scale_when_missing!r}"
+                "algorithm.srpo.epsilon must be > 0 with norm_adv_by_std: a bin of equal rewards has std 0, "
+                f"and 0 / (0 + epsilon) is NaN for epsilon = {self.epsilon!r}"
             )
 
     @classmethod
     def from_algorithm_config(cls, config: Any) -> SRPOConfig:
-        """Read ``config.srpo`` from veRL's ``algorithm`` config (DictConfig, dataclass or dict); None = defaults."""
-        section = _get(config, "srpo")
-        if section is None:
-            return cls()
-        known = cls.__dataclass_fields__
-        values = {name: _get(section, name) for name in known}
-        unknown = set(_keys(section)) - set(known)
-        if unknown:
-            raise SRPOConfigError(f"unknown algorithm.srpo options {sorted(unknown)}; known: {sorted(known)}")
-        values = {k: v for k, v in values.items() if v is not None or k == "bin_edges"}
-        if values.get("bin_edges") is not None:
-            values["bin_edges"] = tuple(values["bin_edges"])
-        return cls(**values)
+        """Read ``config.srpo`` from veRL's ``algorithm`` config (DictConfig or dict); missing = the defaults.
 
-
-def _get(obj: Any, name: str) -> Any:
-    if obj is None:
-        return None
-    if isinstance(obj, Mapping) or hasattr(obj, "get"):
+        Types are checked the OmegaConf way (``"1"`` for a float is 1.0, ``"abc"`` is an error); every error
+        names the option.
+        """
+        section = None if config is None else config.get("srpo")
         try:
-            return obj.get(name)
-        except (AttributeError, TypeError):
-            pass
-    return getattr(obj, name, None)
-
-
-def _keys(obj: Any) -> Sequence[str]:
-    if hasattr(obj, "keys"):
-        return list(obj.keys())
-    return list(getattr(obj, "__dataclass_fields__", {}))
+            return omega_conf_to_dataclass(section or {}, cls)
+        except SRPOConfigError:
+            raise
+        except (OmegaConfBaseException, TypeError, ValueError) as e:
+            key = getattr(e, "full_key", "") or ""
+            where = f"algorithm.srpo.{key}" if key else "algorithm.srpo"
+            raise SRPOConfigError(f"invalid {where}: {str(e).splitlines()[0]}") from e
 
 
 def scale_bins(scales: torch.Tensor, num_bins: int, bin_edges: Sequence[float] | None = None) -> torch.Tensor:
@@ -168,6 +165,26 @@ def srpo_scalar_advantages(scores: torch.Tensor, group: torch.Tensor, scales: to
     return cfg.w_intra * intra + cfg.w_inter * inter, bins
 
 
+def _warn_singletons(group: torch.Tensor) -> None:
+    """Log once when some prompt group holds a single trajectory (its SRPO advantage is 0: it teaches nothing)."""
+    global _warned_singletons
+    if _warned_singletons or group.numel() == 0:
+        return
+    counts = torch.bincount(group)
+    singles = int((counts == 1).sum())
+    if singles:
+        _warned_singletons = True
+        logger.warning(
+            "SRPO: %d of %d prompt groups hold one trajectory; their advantage is 0 (set rollout.n >= 2). "
+            "Not repeated.",
+            singles,
+            int((counts > 0).sum()),
+        )
+
+
+_warned_singletons = False
+
+
 @register_adv_est("srpo")
 def compute_srpo_outcome_advantage(
     token_level_rewards: torch.Tensor,
@@ -188,7 +205,9 @@ def compute_srpo_outcome_advantage(
     - A_i = w_intra A_intra_i + w_inter A_inter_i, broadcast over response tokens (times ``response_mask``)
 
     std is unbiased as in veRL's GRPO; ``norm_adv_by_std=false`` drops the division (Dr.GRPO style). When every
-    trajectory of a group falls in one bin, A equals veRL's GRPO advantage (times w_intra).
+    trajectory of a group of two or more falls in one bin, A equals veRL's GRPO advantage (times w_intra). A group
+    of one has nothing to compare with and gets A = 0 (veRL's GRPO gives it r / (1 + eps)); the recipe refuses
+    ``rollout.n=1`` with SRPO at start, and a warning is logged when a batch still holds such groups.
 
     Args:
         token_level_rewards: (bs, response_length) rewards; the outcome reward is their sum.
@@ -222,8 +241,11 @@ def compute_srpo_outcome_advantage(
                 raise SRPOConfigError(f"{scales.numel()} evidence scales for {scores.numel()} trajectories")
             final_rows = row_to_final = None
         validate_inputs(scores, scales)
+        if len(index) != scores.numel():
+            raise SRPOConfigError(f"index (uid) has {len(index)} entries for a batch of {scores.numel()} trajectories")
 
         group = as_torch_index(index, device=device)
+        _warn_singletons(group if final_rows is None else group[final_rows])
         if final_rows is not None and final_rows.numel() != scores.numel():
             final_adv, _ = srpo_scalar_advantages(
                 scores[final_rows], as_torch_index(group[final_rows], device=device), scales[final_rows], cfg

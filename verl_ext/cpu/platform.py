@@ -11,15 +11,15 @@ only, so a CPU run declares one logical GPU (``+ray_kwargs.ray_init.num_gpus=1``
 
 from __future__ import annotations
 
-import functools
 import os
 from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
 import torch
-import torch.distributed
 from verl.plugin.platform import PlatformBase, PlatformRegistry
+
+from verl_ext.compat.registries import register_engine_on_device
 
 NAME = "cpu"
 
@@ -149,38 +149,9 @@ class PlatformCPU(PlatformBase):
         return None
 
 
-def _plain_gloo(init_process_group):
-    """Wrap ``init_process_group`` so veRL's ``"cpu:gloo,{device}:{backend}"`` works when device is cpu.
-
-    veRL builds that string from the platform; with device ``cpu`` and backend ``gloo`` it names cpu
-    twice, which torch rejects as a duplicate. The two pairs say the same thing, so it becomes ``gloo``.
-    """
-
-    @functools.wraps(init_process_group)
-    def wrapper(*args: Any, **kwargs: Any):
-        backend = kwargs.get("backend", args[0] if args else None)
-        if isinstance(backend, str) and backend.replace(" ", "") == f"{NAME}:gloo,{NAME}:gloo":
-            if args:
-                args = ("gloo", *args[1:])
-            else:
-                kwargs["backend"] = "gloo"
-        return init_process_group(*args, **kwargs)
-
-    wrapper.__verl_ext_cpu__ = True
-    return wrapper
-
-
-def install() -> None:
-    """Make process-group initialisation accept veRL's backend string on the CPU platform (idempotent)."""
-    if not getattr(torch.distributed.init_process_group, "__verl_ext_cpu__", False):
-        torch.distributed.init_process_group = _plain_gloo(torch.distributed.init_process_group)
-
-
 def register_engines() -> None:
     """Run veRL's FSDP/FSDP2 engines on device ``cpu`` (veRL registers them for cuda and npu only)."""
-    from verl.workers.engine.base import EngineRegistry
     from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithLMHead, FSDPEngineWithValueHead
 
-    for model_type, engine_cls in (("language_model", FSDPEngineWithLMHead), ("value_model", FSDPEngineWithValueHead)):
-        if NAME not in EngineRegistry._engines.get(model_type, {}).get("fsdp2", {}):
-            EngineRegistry.register(model_type=model_type, backend=["fsdp", "fsdp2"], device=NAME)(engine_cls)
+    register_engine_on_device("language_model", FSDPEngineWithLMHead, NAME)
+    register_engine_on_device("value_model", FSDPEngineWithValueHead, NAME)

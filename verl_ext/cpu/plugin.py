@@ -4,9 +4,10 @@ The rollout is registered by name and loaded lazily: Ray workers import :mod:`ve
 build its classes, which imports ``verl``, which imports this plugin again.
 """
 
-from verl.workers.rollout.base import _ROLLOUT_REGISTRY
 from verl.workers.rollout.replica import RolloutReplica, RolloutReplicaRegistry
 
+from verl_ext.compat import gloo
+from verl_ext.compat.registries import register_async_rollout
 from verl_ext.cpu import platform
 
 #: ``actor_rollout_ref.rollout.name`` of the HF-generate rollout.
@@ -19,7 +20,7 @@ def _load_replica() -> type[RolloutReplica]:
     return HFReplica
 
 
-platform.install()
+gloo.install()
 platform.register_engines()
 RolloutReplicaRegistry.register(ROLLOUT_NAME, _load_replica)
-_ROLLOUT_REGISTRY[(ROLLOUT_NAME, "async")] = "verl_ext.cpu.hf_rollout.HFServerAdapter"
+register_async_rollout(ROLLOUT_NAME, "verl_ext.cpu.hf_rollout.HFServerAdapter")

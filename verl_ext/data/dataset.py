@@ -1,8 +1,9 @@
 """Dataset hook: finishes rows at load time with the run's pixel bounds (DESIGN.md section 5).
 
 Select it with ``data.custom_cls.path=pkg://verl_ext.data.dataset`` and ``data.custom_cls.name=GroundR1Dataset``.
-For each row it reads ``data.min_pixels`` / ``data.max_pixels`` (defaults: ``verl_ext.geometry``'s), puts
-them on every image so ``qwen_vl_utils`` resizes with them, computes the resized frame from the original
+For each row it reads ``data.min_pixels`` / ``data.max_pixels`` (required: the run's one source of the frame),
+decodes every image the project's one way (:mod:`verl_ext.imaging`: orientation applied, alpha on white), puts
+the bounds on every image so ``qwen_vl_utils`` resizes with them, computes the resized frame from the original
 size, fills the prompt's ``{resized_width}``/``{resized_height}``, and hands the bounds and the frame to
 the reward (``extra_info``) and the bounds to the zoom tool (its ``create_kwargs``). Null fields of the
 shared parquet schema are dropped so consumers see only what the row has.
@@ -16,7 +17,8 @@ from PIL import Image
 from verl.utils.dataset.rl_dataset import RLHFDataset
 
 from verl_ext.data.schema import ZOOM_TOOL
-from verl_ext.geometry import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, Frame
+from verl_ext.geometry import Frame
+from verl_ext.imaging import load_rgb
 from verl_ext.prompts import fill_frame
 
 
@@ -24,10 +26,7 @@ class GroundR1Dataset(RLHFDataset):
     """``RLHFDataset`` whose rows carry the resized frame the model sees, computed with the run's pixel bounds."""
 
     def __init__(self, data_files, tokenizer, config, processor=None, max_samples: int = -1) -> None:
-        self.min_pixels = int(config.get("min_pixels", None) or DEFAULT_MIN_PIXELS)
-        self.max_pixels = int(config.get("max_pixels", None) or DEFAULT_MAX_PIXELS)
-        if not 0 < self.min_pixels <= self.max_pixels:
-            raise ValueError(f"data.min_pixels={self.min_pixels} and data.max_pixels={self.max_pixels} are not a range")
+        self.min_pixels, self.max_pixels = pixel_bounds(config)
         _check_processor_bounds(processor, self.min_pixels, self.max_pixels)
         super().__init__(data_files, tokenizer, config, processor=processor, max_samples=max_samples)
 
@@ -47,6 +46,8 @@ class GroundR1Dataset(RLHFDataset):
         return Frame.of(int(width), int(height), self.min_pixels, self.max_pixels)
 
     def _build_messages(self, example: dict, key: str) -> list:
+        if example.get(self.image_key):
+            example[self.image_key] = [_decoded(image) for image in example[self.image_key]]
         messages = super()._build_messages(example, key)
         items = [item for m in messages if isinstance(m["content"], list) for item in m["content"]]
         images = [item["image"] for item in items if item.get("type") == "image" and "image" in item]
@@ -78,6 +79,31 @@ class GroundR1Dataset(RLHFDataset):
         row["extra_info"] = extra
         row["tools_kwargs"] = extra.get("tools_kwargs", {})
         return row
+
+
+def pixel_bounds(data_config: Any) -> tuple[int, int]:
+    """``(data.min_pixels, data.max_pixels)``: required positive integers, min <= max. No default is guessed."""
+    values = []
+    for name in ("min_pixels", "max_pixels"):
+        value = data_config.get(name, None)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(
+                f"data.{name} must be a positive integer (the run's pixel bounds, the one source of the frame the "
+                f"model sees; the paper: min 3136, max 401408), got {value!r}"
+            )
+        values.append(value)
+    if values[0] > values[1]:
+        raise ValueError(f"data.min_pixels={values[0]} is larger than data.max_pixels={values[1]}")
+    return values[0], values[1]
+
+
+def _decoded(image: Any) -> Any:
+    """A row's image decoded by :func:`verl_ext.imaging.load_rgb` (veRL would ``convert("RGB")`` it: alpha black)."""
+    if isinstance(image, Image.Image):
+        return load_rgb(image)
+    if isinstance(image, dict) and (image.get("bytes") or image.get("path")):
+        return load_rgb(image["bytes"] if image.get("bytes") else image["path"])
+    return image
 
 
 def _drop_nulls(value: Any) -> Any:

@@ -18,7 +18,7 @@ import torch
 import transfer_queue as tq
 from verl.trainer.ppo.v1 import PPOTrainerSync, register_trainer
 
-from verl_ext.algorithms.routing import routed_evidence_scales
+from verl_ext.algorithms.routing import parse_key, routed_evidence_scales
 from verl_ext.algorithms.srpo import LAUNCH_HINT, SRPOConfig, SRPOConfigError
 from verl_ext.reward_keys import ACC, EVIDENCE_SCALE, NUM_ZOOMS
 from verl_ext.trainer import TRAINER_MODE
@@ -44,16 +44,23 @@ def _as_float(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def evidence_scales_from_infos(infos: list[dict], missing: float, required: bool) -> torch.Tensor:
-    """Per-row evidence scales; ``missing`` for rows whose value is None/NaN.
+def evidence_scales_from_infos(infos: list[dict], required: bool) -> torch.Tensor | None:
+    """Per-row evidence scales from the reward extra info, or None when some row has no finite value.
 
-    When no row carries the key at all and ``required`` (SRPO is running), the reward function does not
-    produce scales: raise instead of silently binning everything together.
+    The reward writes a scale for every row (``evidence_missing`` for a trajectory without a valid zoom), so a
+    missing value means the reward function is not the recipe's: when ``required`` (SRPO is running) that is an
+    error naming the rows, never a silent default.
     """
-    if required and infos and not any(EVIDENCE_SCALE in info for info in infos):
-        raise SRPOConfigError(f"no '{EVIDENCE_SCALE}' in the reward extra info of this batch. " + LAUNCH_HINT)
     values = [_as_float(info.get(EVIDENCE_SCALE)) for info in infos]
-    return torch.tensor([missing if v is None else v for v in values], dtype=torch.float64)
+    bad = [i for i, v in enumerate(values) if v is None]
+    if not bad:
+        return torch.tensor(values, dtype=torch.float64)
+    if required:
+        raise SRPOConfigError(
+            f"rows {bad[:8]} of this batch have no finite '{EVIDENCE_SCALE}' in their reward extra info "
+            f"(of {len(values)}). " + LAUNCH_HINT
+        )
+    return None
 
 
 def accuracies_from_infos(infos: list[dict]) -> torch.Tensor | None:
@@ -86,7 +93,7 @@ def dump_step(
         for i, key in enumerate(keys):
             row = {
                 "key": key,
-                "uid": str(key).split("_")[0],
+                "uid": parse_key(key)[0],
                 "reward": float(rewards[i]),
                 EVIDENCE_SCALE: float(scales[i]),
                 "advantage": float(advantages[i]),
@@ -108,7 +115,7 @@ class GroundR1TrainerSync(PPOTrainerSync):
 
         fields = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["extra_fields"])
         infos = reward_extra_infos(fields["extra_fields"])
-        scales = evidence_scales_from_infos(infos, srpo_cfg.scale_when_missing, required=is_srpo)
+        scales = evidence_scales_from_infos(infos, required=is_srpo)
 
         if is_srpo:
             with routed_evidence_scales(scales, keys=batch.keys):
@@ -123,6 +130,8 @@ class GroundR1TrainerSync(PPOTrainerSync):
         )
         rewards = out["rm_scores"].to_padded_tensor(0.0).to(torch.float64).sum(-1)
         advantages = per_row_mean(out["advantages"], out["response_mask"])
+        if scales is None:  # a reward without evidence scales (possible under GRPO): no per-bin view to give
+            return batch
         metrics.update(
             scale_bin_metrics(
                 scales, rewards, advantages, accuracies_from_infos(infos), srpo_cfg.num_bins, srpo_cfg.bin_edges

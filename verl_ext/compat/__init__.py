@@ -1,0 +1,91 @@
+"""Every place Ground-R1 leans on veRL internals, checked against one veRL release.
+
+Upgrading veRL means reading this list, checking each surface in the new release, and raising
+:data:`VERIFIED_VERL_VERSION`. Importing this package on any other veRL version fails at once with that
+instruction (set ``GROUND_R1_ALLOW_VERL_VERSION=<version>`` to try an unchecked release anyway), and it checks
+that each private attribute below still exists, so a renamed internal fails at start, not inside a step.
+
+Private surfaces written to or patched (code in this package):
+
+- ``verl.utils.tensordict_utils.maybe_fix_3d_position_ids``: wrapped and rebound in the modules that import it
+  by name (:mod:`verl_ext.compat.mrope`; a veRL 0.9.1 bug with equal-length VLM batches).
+- ``verl.workers.rollout.base._ROLLOUT_REGISTRY``: the CPU ``hf`` rollout's worker-side adapter is entered here
+  (:func:`verl_ext.compat.registries.register_async_rollout`; veRL has no public call for it).
+- ``verl.workers.engine.base.EngineRegistry._engines``: read to keep the CPU engine registration idempotent
+  (:func:`verl_ext.compat.registries.register_engine_on_device`).
+- ``torch.distributed.init_process_group``: wrapped on the CPU platform only, because veRL builds the backend
+  string ``"cpu:gloo,{device}:{backend}"``, which names ``cpu`` twice there (:mod:`verl_ext.compat.gloo`).
+
+Private surfaces relied on where they are used (checked here):
+
+- ``ToolAgentLoop._handle_generating_state`` and ``._handle_processing_tools_state``: overridden by the zoom agent
+  loop (:mod:`verl_ext.tools.agent_loop`) to cap each turn and to mark crops that never reached the model.
+- ``AgentData``: the zoom tool keeps the decoded original on the trajectory's ``AgentData`` as a private
+  attribute (veRL 0.9.1 creates a tool instance per call, so per-trajectory state has nowhere else to live).
+- ``PPOTrainerSync._compute_advantage``: wrapped by the recipe's trainer (:mod:`verl_ext.trainer.ground_r1_trainer`)
+  to route evidence scales; it reads ``extra_fields["reward_extra_info"]`` from TransferQueue, and the v1 key
+  layout ``{uid}_{session_id}_{index}`` (parsed once, in :func:`verl_ext.algorithms.routing.parse_key`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+import verl
+
+#: The veRL release every surface above was checked against.
+VERIFIED_VERL_VERSION = "0.9.1"
+ALLOW_ENV = "GROUND_R1_ALLOW_VERL_VERSION"
+
+#: (module, attribute path) of each private surface; all must exist on the checked release.
+PRIVATE_SURFACES = (
+    ("verl.utils.tensordict_utils", "maybe_fix_3d_position_ids"),
+    ("verl.workers.rollout.base", "_ROLLOUT_REGISTRY"),
+    ("verl.workers.engine.base", "EngineRegistry._engines"),
+    ("verl.experimental.agent_loop.tool_agent_loop", "ToolAgentLoop._handle_generating_state"),
+    ("verl.experimental.agent_loop.tool_agent_loop", "ToolAgentLoop._handle_processing_tools_state"),
+    ("verl.experimental.agent_loop.tool_agent_loop", "AgentData"),
+    ("verl.trainer.ppo.v1", "PPOTrainerSync._compute_advantage"),
+)
+
+
+class VerlVersionError(ImportError):
+    """The installed veRL is not the release Ground-R1's private surfaces were checked against."""
+
+
+def check_version(found: str = verl.__version__) -> None:
+    """Refuse a veRL release other than :data:`VERIFIED_VERL_VERSION` unless explicitly allowed."""
+    if found == VERIFIED_VERL_VERSION or os.environ.get(ALLOW_ENV) == found:
+        return
+    raise VerlVersionError(
+        f"Ground-R1 was checked against veRL {VERIFIED_VERL_VERSION}, but veRL {found} is installed. "
+        f'Install it with pip install "verl[verl-core]=={VERIFIED_VERL_VERSION}", or check every surface listed in '
+        f"verl_ext/compat/__init__.py against veRL {found} and set {ALLOW_ENV}={found} to run anyway."
+    )
+
+
+def missing_surfaces() -> list[str]:
+    """The private surfaces that the installed veRL lacks (empty on the checked release)."""
+    missing = []
+    for module_name, path in PRIVATE_SURFACES:
+        try:
+            obj = importlib.import_module(module_name)
+            for part in path.split("."):
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError):
+            missing.append(f"{module_name}.{path}")
+    return missing
+
+
+def check_surfaces() -> None:
+    """Fail at start, naming them, when private surfaces this project uses are gone."""
+    missing = missing_surfaces()
+    if missing:
+        raise VerlVersionError(
+            f"veRL {verl.__version__} lacks internals Ground-R1 relies on: {missing}. "
+            "See verl_ext/compat/__init__.py for what each one is used for."
+        )
+
+
+check_version()
