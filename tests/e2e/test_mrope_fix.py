@@ -37,9 +37,13 @@ def test_veRL_alone_breaks_equal_lengths() -> None:
         data["position_ids"].unbind()
 
 
-def test_installed_where_veRL_calls_it() -> None:
-    for module in (tensordict_utils, engine_workers, engine_base):
-        assert getattr(module.maybe_fix_3d_position_ids, "__verl_ext_fixed__", False), module.__name__
+@pytest.mark.parametrize("module", [tensordict_utils, engine_workers, engine_base], ids=lambda m: m.__name__)
+def test_every_module_veRL_calls_it_from_fixes_equal_lengths(module) -> None:
+    samples, nested = _position_ids([5, 5, 5])
+    data = TensorDict({"position_ids": nested}, batch_size=[3])
+    module.maybe_fix_3d_position_ids(data)
+    for got, want in zip(data["position_ids"].unbind(), samples, strict=True):
+        assert torch.equal(got, want)
 
 
 def test_ragged_lengths_pass_through_unchanged() -> None:

@@ -28,9 +28,6 @@ def test_recipe_composes_verls_ppo_trainer_for_both_estimators(estimator):
     assert config.algorithm.adv_estimator == estimator
     assert list(config.algorithm.srpo.bin_edges) == [0.1, 0.3]
     assert config.trainer.v1.trainer_mode == "ground_r1_sync"
-    # veRL's own defaults came through from the installed package.
-    assert config.actor_rollout_ref.rollout.multi_turn.max_parallel_calls == 1
-    assert config.algorithm.gamma == 1.0
     check_config(config)
 
 
