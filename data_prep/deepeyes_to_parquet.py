@@ -1,10 +1,18 @@
 """Convert the DeepEyes RL parquet files (DeepEyes-Datasets-47k) to VQA training rows with the zoom tool.
 
-Needs one or more DeepEyes parquet files (columns prompt, images with embedded bytes, reward_model with
-ground_truth, extra_info with question). Each input <stem>.parquet becomes <out>/<stem>.parquet with
-data_source deepeyes_<stem>, this project's prompts and the zoom tool's kwargs. Images are written once
-each under <out>/images/<stem>/ (named by content hash) and referenced by path; --embed-images keeps them
-in the parquet. Option lines at the end of a question (A. ... / (B) ...) are kept in extra_info.options.
+Reads DeepEyes' parquet files as released, and as veRL's own DeepEyes preprocessing rewrites them: columns
+prompt, images (embedded bytes), ability, env_name, reward_model.ground_truth, extra_info (a struct, or the
+same as a JSON string) with question. Each input <stem>.parquet becomes <out>/<stem>.parquet with
+data_source deepeyes_<stem>, this project's prompts and the zoom tool's kwargs. Images are written once each
+under <out>/images/<stem>/ (named by content hash) and referenced by path; --embed-images keeps them in the
+parquet. Option lines at the end of a question (A. ... / (B) ...) are kept in extra_info.options.
+
+Only the question reaches the prompt. It is extra_info.question (else the user turn), with the <image> tags
+removed and cut before the first line that instructs the model how to answer: a line naming a protocol tag
+(<think>, <answer>, <tool_call>) or DeepEyes' tool (image_zoom_in_tool), which is how DeepEyes appends its
+"Think first, call **image_zoom_in_tool** if needed ..." instruction to every question.
+Rows whose env_name is not DeepEyes' visual toolbox (visual_toolbox*) get no zoom tool: single_turn_agent
+and no zoom system prompt (counted in the summary).
 
   python data_prep/deepeyes_to_parquet.py --input data_0.1.2_visual_toolbox_v2.parquet --out ~/data/deepeyes
 """
@@ -12,6 +20,9 @@ in the parquet. Option lines at the end of a question (A. ... / (B) ...) are kep
 from __future__ import annotations
 
 import argparse
+import json
+import re
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,17 +34,29 @@ from verl_ext.data import cli
 from verl_ext.data.images import ImageStore, probe_bytes
 from verl_ext.data.rows import build_row, split_options, stored_image, vqa_messages
 from verl_ext.data.schema import ANSWER_SCHEMA
-from verl_ext.data.validation import BadRecord, DataPrepError, check_text
+from verl_ext.data.validation import (
+    BadRecord,
+    DataPrepError,
+    check_options,
+    check_prompt_text,
+    check_text,
+    optional_text,
+)
 from verl_ext.data_sources import deepeyes
 
 Item = tuple[Path, int, dict[str, Any]]
 BATCH = 256
+#: DeepEyes' environment that offers image_zoom_in_tool (visual_toolbox_v2 in the released files).
+TOOL_ENV = "visual_toolbox"
+#: A line of answering instructions appended to the question (DeepEyes' "Think first, call ..." line).
+_INSTRUCTION = re.compile(r"<(?:think|answer|tool_call)>|image_zoom_in_tool", re.I)
+NO_TOOL_NOTE = "rows without the visual toolbox env (single turn, no zoom tool)"
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = cli.parser(__doc__)
     p.add_argument("--input", type=Path, nargs="+", required=True, help="DeepEyes parquet file(s)")
-    p.add_argument("--split", default="train", help="value of extra_info.split (default: train)")
+    p.add_argument("--split", type=cli.split_name, default="train", help="value of extra_info.split (default: train)")
     return p
 
 
@@ -41,66 +64,93 @@ def records(files: list[Path]) -> Iterator[Item]:
     """(file, row number, record), read in batches so memory does not grow with the file."""
     for path in files:
         number = 0
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH):
-            for record in batch.to_pylist():
-                yield path, number, record
-                number += 1
+        try:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH):
+                for record in batch.to_pylist():
+                    yield path, number, record
+                    number += 1
+        except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid/ArrowIOError: a corrupt page or footer
+            raise DataPrepError(f"{path}: cannot read the parquet after row {number} ({e})") from e
 
 
-def question_of(record: dict[str, Any]) -> str | None:
-    """The question: extra_info.question, else the user turn without its <image> tag."""
-    extra = record.get("extra_info") or {}
-    if isinstance(extra.get("question"), str) and extra["question"].strip():
-        return extra["question"].replace("<image>", "").strip()
-    for message in record.get("prompt") or []:
-        if isinstance(message, dict) and message.get("role") == "user" and isinstance(message.get("content"), str):
-            return message["content"].replace("<image>", "").strip()
-    return None
+def extra_info(record: dict[str, Any], path: Path, where: str) -> dict[str, Any]:
+    """extra_info as a dict (stored as a struct, or as a JSON string by some exports)."""
+    extra = record.get("extra_info")
+    if isinstance(extra, str):
+        try:
+            extra = json.loads(extra)
+        except ValueError as e:
+            raise BadRecord(path, where, "malformed extra_info", f"not JSON: {e}") from e
+    if extra is None:
+        return {}
+    if not isinstance(extra, dict):
+        raise BadRecord(path, where, "malformed extra_info", type(extra).__name__)
+    return extra
+
+
+def question_of(record: dict[str, Any], extra: dict[str, Any]) -> str | None:
+    """The question alone: extra_info.question (else the user turn) cut before its answering instructions."""
+    text = extra.get("question")
+    if not isinstance(text, str) or not text.strip():
+        turns = [m for m in record.get("prompt") or [] if isinstance(m, dict)]
+        text = next((m.get("content") for m in turns if m.get("role") == "user"), None)
+    if not isinstance(text, str):
+        return text
+    lines = text.replace("<image>", "").split("\n")
+    cut = next((k for k, line in enumerate(lines) if _INSTRUCTION.search(line)), len(lines))
+    return "\n".join(lines[:cut]).strip()
 
 
 class DeepEyesConverter:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
+        self.notes: Counter[str] = Counter()
 
     def build(self, item: Item) -> tuple[str, dict[str, Any]]:
         path, number, record = item
         where = f"row {number}"
+        extra = extra_info(record, path, where)
         images = record.get("images") or []
         if len(images) != 1 or not isinstance(images[0], dict) or not images[0].get("bytes"):
             raise BadRecord(path, where, "expected exactly one embedded image", f"{len(images)} images")
         data = images[0]["bytes"]
         info = probe_bytes(data, path, where)
-        image = stored_image(data, info, self.args.embed_images, ImageStore(self.args.out / "images" / path.stem))
-        question = check_text(question_of(record), path, where, "question")
+        question = check_prompt_text(question_of(record, extra), path, where, "question")
         answer = check_text((record.get("reward_model") or {}).get("ground_truth"), path, where, "ground truth")
+        category = optional_text(record.get("data_source"), path, where, "data_source")
+        ability = optional_text(record.get("ability"), path, where, "ability") or "vqa"
+        env = optional_text(record.get("env_name"), path, where, "env_name")
         stem, options = split_options(question)
         letter = answer.strip("()").upper()
         if options and len(letter) == 1 and "A" <= letter < chr(ord("A") + len(options)):
+            options = check_options(options, path, where)
             question, answer, kind = stem, letter, "multiple_choice"
         else:
             options = []
-            ability = str(record.get("ability") or "")
             kind = answer_type(answer)
             kind = "math" if kind == "open" and "math" in ability.lower() else kind
-        source_id = (record.get("extra_info") or {}).get("index")
-        extra = {
-            "split": self.args.split,
-            "question": question,
-            "answer": answer,
-            "options": options or None,
-            "answer_type": kind,
-            "category": record.get("data_source"),
-            "source_id": str(source_id if source_id is not None else number),
-        }
+        use_tool = env is not None and env.startswith(TOOL_ENV)
+        image = stored_image(data, info, self.args.embed_images, ImageStore(self.args.out / "images" / path.stem))
+        source_id = extra.get("index")
         row = build_row(
             data_source=deepeyes(path.stem),
-            messages=vqa_messages(question, options, self.args.protocol),
+            messages=vqa_messages(question, options, self.args.protocol if use_tool else None),
             image=image,
-            ability=str(record.get("ability") or "vqa"),
+            ability=ability,
             ground_truth=answer,
-            extra_info=extra,
-            use_tool=True,
+            extra_info={
+                "split": self.args.split,
+                "question": question,
+                "answer": answer,
+                "options": options or None,
+                "answer_type": kind,
+                "category": category,
+                "source_id": str(source_id if source_id is not None else number),
+            },
+            use_tool=use_tool,
         )
+        if not use_tool:
+            self.notes[NO_TOOL_NOTE] += 1
         return path.stem, row
 
 
@@ -111,16 +161,23 @@ def main(args: argparse.Namespace) -> cli.Summary:
     stems = [p.stem for p in args.input]
     if len(set(stems)) != len(stems):
         raise DataPrepError(f"input files must have distinct names (they name the outputs): {stems}")
-    try:
-        total = sum(pq.ParquetFile(p).metadata.num_rows for p in args.input)
-    except Exception as e:
-        raise DataPrepError(f"cannot read parquet: {e}") from e
+    total = 0
+    for path in args.input:
+        try:
+            total += pq.ParquetFile(path).metadata.num_rows
+        except Exception as e:
+            raise DataPrepError(f"{path}: cannot read parquet ({e})") from e
+    converter = DeepEyesConverter(args)
     return cli.convert(
         records(args.input),
-        DeepEyesConverter(args).build,
+        converter.build,
         out_dir=args.out,
         schema=ANSWER_SCHEMA,
         skip_bad=args.skip_bad,
+        outputs=stems,
+        folders=[] if args.embed_images else [f"images/{s}" for s in stems],
+        overwrite=args.overwrite,
+        notes=converter.notes,
         limit=args.limit,
         total=total,
         desc="deepeyes",

@@ -5,7 +5,10 @@ Needs the layout the REFER toolkit expects:
   <refer-root>/<dataset>/instances.json       COCO annotations (boxes, image sizes), read with pycocotools
   <image-root>/<file_name>                    the COCO train2014 images named in instances.json
 Writes <out>/<split>.parquet (train, val, testA, testB / test): one row per expression (training can take
-one sampled expression per ref). Ground truth is [x1, y1, x2, y2] in original pixels.
+one sampled expression per ref). Ground truth is [x1, y1, x2, y2] in original pixels of the image as shown
+(EXIF orientation applied; COCO boxes are given in the stored file's frame and are mapped into it).
+A ref whose image_id differs from its annotation's is refused; a ref without sentences and a repeated
+ref (same ref_id, same content) are counted as skipped.
 
   python data_prep/refcoco_to_parquet.py --refer-root ~/refer/data --image-root ~/coco/train2014 \\
       --dataset refcoco --out ~/data/refcoco
@@ -28,13 +31,22 @@ from verl_ext.data import cli
 from verl_ext.data.images import probe_file, resolve_in_root
 from verl_ext.data.rows import ImageRef, build_row, grounding_messages
 from verl_ext.data.schema import GROUNDING_SCHEMA
-from verl_ext.data.validation import BadRecord, DataPrepError, check_box_xywh, check_text
+from verl_ext.data.validation import (
+    BadRecord,
+    DataPrepError,
+    Skipped,
+    check_box_xywh,
+    check_prompt_text,
+    check_split,
+)
 from verl_ext.data_sources import GROUNDING
 
 DEFAULT_SPLIT_BY = {"refcoco": "unc", "refcoco+": "unc", "refcocog": "umd"}
 TRAIN = "train"
 
-Item = tuple[dict[str, Any], dict[str, Any]]
+#: (position of the ref in the pickle, the ref, one of its sentences or None when it has none to give).
+Item = tuple[int, Any, Any]
+IDS = ("ref_id", "ann_id", "image_id")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,15 +100,27 @@ def load_instances(path: Path) -> COCO:
         raise DataPrepError(f"{path}: cannot read COCO instances ({e})") from e
 
 
-def expressions(refs: list[dict[str, Any]], train_one: bool, seed: int) -> Iterator[Item]:
-    """(ref, sentence) pairs: every sentence, or one sampled per training ref."""
+def expressions(refs: list[Any], train_one: bool, seed: int) -> Iterator[Item]:
+    """(position, ref, sentence): every sentence, or one sampled per training ref.
+
+    A ref that is not a dict or has no list of sentences comes once with sentence None, so that it is
+    counted (and named) rather than lost.
+    """
     rng = random.Random(seed)
-    for ref in refs:
-        sentences = list(ref.get("sentences") or [])
-        if train_one and ref.get("split") == TRAIN and sentences:
+    for k, ref in enumerate(refs):
+        sentences = ref.get("sentences") if isinstance(ref, dict) else None
+        if not isinstance(sentences, list) or not sentences:
+            yield k, ref, None
+            continue
+        if train_one and ref.get("split") == TRAIN:
             sentences = [rng.choice(sentences)]
         for sentence in sentences:
-            yield ref, sentence
+            yield k, ref, sentence
+
+
+def split_names(refs: list[Any]) -> set[str]:
+    """The splits the refs name (each becomes <split>.parquet)."""
+    return {r["split"] for r in refs if isinstance(r, dict) and isinstance(r.get("split"), str)}
 
 
 class RefcocoConverter:
@@ -108,6 +132,7 @@ class RefcocoConverter:
         self.instances_file = instances_file
         self.coco = coco
         self._images: dict[int, ImageRef | BadRecord] = {}
+        self._first: dict[int, tuple[int, Any]] = {}
 
     def image(self, image_id: int, record: str) -> ImageRef:
         cached = self._images.get(image_id)
@@ -134,26 +159,45 @@ class RefcocoConverter:
                 "image size differs from instances.json",
                 f"file {info.width}x{info.height}, annotation {img.get('width')}x{img.get('height')}",
             )
-        return ImageRef(path, info.width, info.height)
+        return ImageRef.of(path, info)
 
     def build(self, item: Item) -> tuple[str, dict[str, Any]]:
-        ref, sentence = item
-        record = f"ref_id {ref.get('ref_id')} sent_id {sentence.get('sent_id')}"
-        split = check_text(ref.get("split"), self.refs_file, record, "split")
-        expression = check_text(sentence.get("sent") or sentence.get("raw"), self.refs_file, record, "expression")
-        ann = self.coco.anns.get(ref.get("ann_id"))
+        position, ref, sentence = item
+        if not isinstance(ref, dict):
+            raise BadRecord(self.refs_file, f"ref #{position}", "ref is not a dict", type(ref).__name__)
+        record = f"ref_id {ref.get('ref_id')!r}"
+        ids = {key: ref.get(key) for key in IDS}
+        for key, value in ids.items():
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise BadRecord(self.refs_file, record, f"malformed {key}", repr(value)[:80])
+        self._check_repeat(position, ref, record)
+        if sentence is None:
+            sentences = ref.get("sentences")
+            if sentences is None or sentences == []:
+                raise Skipped(self.refs_file, record, "ref without sentences")
+            raise BadRecord(self.refs_file, record, "malformed sentences", f"{type(sentences).__name__}")
+        if not isinstance(sentence, dict):
+            raise BadRecord(self.refs_file, record, "malformed sentence", repr(sentence)[:80])
+        record += f" sent_id {sentence.get('sent_id')!r}"
+        ids["sent_id"] = sentence.get("sent_id")
+        if isinstance(ids["sent_id"], bool) or not isinstance(ids["sent_id"], int):
+            raise BadRecord(self.refs_file, record, "malformed sent_id", repr(ids["sent_id"])[:80])
+        split = check_split(ref.get("split"), self.refs_file, record)
+        text = sentence.get("sent") or sentence.get("raw")
+        expression = check_prompt_text(text, self.refs_file, record, "expression")
+        ann = self.coco.anns.get(ids["ann_id"])
         if ann is None:
-            missing = str(ref.get("ann_id"))
+            missing = str(ids["ann_id"])
             raise BadRecord(self.instances_file, record, "annotation missing from instances.json", missing)
-        image = self.image(ref.get("image_id"), record)
-        box = check_box_xywh(ann.get("bbox"), image.width, image.height, self.instances_file, record)
+        if ann.get("image_id") != ids["image_id"]:
+            detail = f"ref image_id {ids['image_id']}, annotation {ids['ann_id']} image_id {ann.get('image_id')!r}"
+            raise BadRecord(self.refs_file, record, "ref and annotation name different images", detail)
+        image = self.image(ids["image_id"], record)
+        width, height = image.stored_size
+        box = image.orient(check_box_xywh(ann.get("bbox"), width, height, self.instances_file, record))
         if self.args.embed_images:
             image = image.embedded()
         category = self.coco.cats.get(ann.get("category_id"), {}).get("name")
-        ids = {key: ref.get(key) for key in ("ref_id", "ann_id", "image_id")} | {"sent_id": sentence.get("sent_id")}
-        for key, value in ids.items():
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise BadRecord(self.refs_file, record, f"malformed {key}", repr(value))
         extra = {
             "split": split,
             **ids,
@@ -170,6 +214,15 @@ class RefcocoConverter:
             use_tool=self.args.zoom is not None,
         )
         return split, row
+
+    def _check_repeat(self, position: int, ref: dict[str, Any], record: str) -> None:
+        """A ref_id seen before: the same ref again is skipped (counted), a different one is refused."""
+        first_position, first = self._first.setdefault(ref["ref_id"], (position, ref))
+        if first_position == position:
+            return
+        if first == ref:
+            raise Skipped(self.refs_file, record, "duplicate ref")
+        raise BadRecord(self.refs_file, record, "ref_id repeated with different content")
 
 
 def main(args: argparse.Namespace) -> cli.Summary:
@@ -189,6 +242,8 @@ def main(args: argparse.Namespace) -> cli.Summary:
         out_dir=args.out,
         schema=GROUNDING_SCHEMA,
         skip_bad=args.skip_bad,
+        outputs=split_names(refs),
+        overwrite=args.overwrite,
         limit=args.limit,
         total=total,
         desc=f"{args.dataset}({split_by})",

@@ -21,12 +21,22 @@ from PIL import Image, ImageDraw
 REPO = Path(__file__).resolve().parents[2]
 
 
-def jpeg_bytes(width: int, height: int, seed: int = 0) -> bytes:
-    """A small JPEG with a drawn rectangle, so images differ by seed."""
+def jpeg_bytes(width: int, height: int, seed: int = 0, orientation: int = 1, mark: list[int] | None = None) -> bytes:
+    """A small JPEG with a drawn rectangle, so images differ by seed.
+
+    ``orientation`` is written as the EXIF orientation tag (the pixels are stored unturned, as cameras do);
+    ``mark`` paints ``[x1, y1, x2, y2)`` of the stored pixels pure green, to find a box on the shown image.
+    """
     im = Image.new("RGB", (width, height), (30 + seed * 7 % 200, 90, 160))
     ImageDraw.Draw(im).rectangle([width // 4, height // 4, width // 2, height // 2], fill=(250, 200, seed % 255))
+    if mark is not None:
+        im = Image.new("RGB", (width, height), (0, 0, 0))
+        ImageDraw.Draw(im).rectangle([mark[0], mark[1], mark[2] - 1, mark[3] - 1], fill=(0, 255, 0))
+    exif = Image.Exif()
+    if orientation != 1:
+        exif[0x0112] = orientation
     buf = io.BytesIO()
-    im.save(buf, format="JPEG", quality=80)
+    im.save(buf, format="JPEG", quality=95, exif=exif.tobytes())
     return buf.getvalue()
 
 
@@ -132,28 +142,36 @@ def write_refcoco(root: Path, dataset: str = "refcoco", split_by: str = "unc") -
     return {"refer": refer, "images": images, "refs": refer / dataset / f"refs({split_by}).p"}
 
 
+def hr_bench_records(rows: int = 4, width: int = 96, height: int = 64) -> list[dict[str, Any]]:
+    """HR-Bench records: index, question, A-D, answer, category, cycle_category, image (base64 JPEG)."""
+    return [
+        {
+            "index": k,
+            "question": f"What colour is object {k}?",
+            "A": "red",
+            "B": "blue",
+            "C": "green",
+            "D": "white",
+            "answer": "ABCD"[k % 4],
+            "category": "single" if k % 2 == 0 else "cross",
+            "cycle_category": f"cycle_{k // 2}",
+            "image": base64.b64encode(jpeg_bytes(width, height, k // 2)).decode(),
+        }
+        for k in range(rows)
+    ]
+
+
+def write_tsv(path: Path, records: list[dict[str, Any]], **to_csv: Any) -> None:
+    """Write records as VLMEvalKit does: ``pandas.DataFrame.to_csv(sep="\\t", index=False)`` (quoting as given)."""
+    import pandas as pd
+
+    pd.DataFrame(records).to_csv(path, sep="\t", index=False, **to_csv)
+
+
 def write_hr_bench(path: Path, rows: int = 4, width: int = 96, height: int = 64) -> list[dict[str, Any]]:
-    """An HR-Bench style TSV: index, question, A-D, answer, category, cycle_category, image (base64 JPEG)."""
-    records = []
-    for k in range(rows):
-        image = base64.b64encode(jpeg_bytes(width, height, k // 2)).decode()
-        records.append(
-            {
-                "index": str(k),
-                "question": f"What colour is object {k}?",
-                "A": "red",
-                "B": "blue",
-                "C": "green",
-                "D": "white",
-                "answer": "ABCD"[k % 4],
-                "category": "single" if k % 2 == 0 else "cross",
-                "cycle_category": f"cycle_{k // 2}",
-                "image": image,
-            }
-        )
-    header = list(records[0])
-    lines = ["\t".join(header)] + ["\t".join(r[h] for h in header) for r in records]
-    path.write_text("\n".join(lines) + "\n")
+    """An HR-Bench TSV written by pandas with its default quoting; returns the records."""
+    records = hr_bench_records(rows, width, height)
+    write_tsv(path, records)
     return records
 
 
@@ -177,6 +195,13 @@ def write_vstar(root: Path) -> dict[str, list[str]]:
             (root / category / f"{name}.json").write_text(json.dumps(meta))
             made[f"{category}/{name}"] = options
     return made
+
+
+#: DeepEyes' instruction, appended to every question of its released files.
+DEEPEYES_INSTRUCTION = (
+    "\nThink first, call **image_zoom_in_tool** if needed, then answer. Format strictly as:  <think>...</think>  "
+    "<tool_call>...</tool_call> (if tools needed)  <answer>...</answer> "
+)
 
 
 def write_deepeyes(path: Path) -> list[dict[str, Any]]:

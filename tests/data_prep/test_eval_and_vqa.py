@@ -6,7 +6,17 @@ import base64
 import json
 from pathlib import Path
 
-from dp_fixtures import jpeg_bytes, read_rows, run_cli, run_main, write_deepeyes, write_hr_bench, write_vstar
+from dp_fixtures import (
+    hr_bench_records,
+    jpeg_bytes,
+    read_rows,
+    run_cli,
+    run_main,
+    write_deepeyes,
+    write_hr_bench,
+    write_tsv,
+    write_vstar,
+)
 
 from verl_ext.prompts import format_options
 
@@ -33,19 +43,13 @@ def test_hr_bench_letters_options_cycles_and_deduplicated_images(tmp_path: Path)
 
 def test_hr_bench_image_reference_bad_base64_and_wrong_letter(tmp_path: Path) -> None:
     tsv = tmp_path / "hr_bench_4k.tsv"
-    write_hr_bench(tsv, rows=4)
-    lines = tsv.read_text().splitlines()
-    cells = [line.split("\t") for line in lines]
-    cells[2][-1] = "0"  # index 1 reuses row 0's image, as VLMEvalKit TSVs do
-    cells[3][-1] = "!!!not-base64!!!"
-    cells[4][6] = "E"
-    tsv.write_text("\n".join("\t".join(c) for c in cells) + "\n")
+    records = hr_bench_records(rows=4)
+    records[1]["image"] = "0"  # index 1 reuses row 0's image, as VLMEvalKit TSVs do
+    records[2]["image"] = "!!!not-base64!!!"
+    records[3]["answer"] = "E"
+    write_tsv(tsv, records)
     proc = run_main("hr_bench_to_parquet.py", "--tsv", tsv, "--out", tmp_path / "out", check=False)
-    assert (
-        proc.returncode == 2
-        and str(tsv) in proc.stderr
-        and "index 2 (line 4): image is not valid base64" in proc.stderr
-    )
+    assert proc.returncode == 2 and f"{tsv}: record index 2 (row 3): image is not valid base64" in proc.stderr
     proc = run_main("hr_bench_to_parquet.py", "--tsv", tsv, "--out", tmp_path / "out", "--skip-bad")
     assert "answer is not an option letter: 1" in proc.stdout and "image is not valid base64: 1" in proc.stdout
     rows = read_rows(tmp_path / "out" / "hr_bench_4k.parquet")
@@ -86,7 +90,7 @@ def test_vstar_missing_image_names_the_annotation(tmp_path: Path) -> None:
 def test_deepeyes_rows_keep_question_options_and_answer_types(tmp_path: Path) -> None:
     src = tmp_path / "data_v0.8_visual_toolbox_v2.parquet"
     source_rows = write_deepeyes(src)
-    proc = run_cli("deepeyes_to_parquet.py", "--input", src, "--out", tmp_path / "out")
+    proc = run_main("deepeyes_to_parquet.py", "--input", src, "--out", tmp_path / "out")
     assert "records read 4 = rows written 4 + records skipped 0" in proc.stdout
     rows = read_rows(tmp_path / "out" / f"{src.stem}.parquet")
     assert {r["data_source"] for r in rows} == {"deepeyes_data_v0.8_visual_toolbox_v2"}
@@ -154,7 +158,7 @@ def test_visual_cot_jsonl_and_conversation_json(tmp_path: Path) -> None:
         }
     ]
     (tmp_path / "viscot.json").write_text(json.dumps(convo))
-    run_cli(
+    run_main(
         "visual_cot_to_parquet.py",
         "--input",
         tmp_path / "gqa_cot.jsonl",
@@ -183,7 +187,7 @@ def test_visual_cot_jsonl_and_conversation_json(tmp_path: Path) -> None:
     assert row["prompt"][1]["content"] == "<image>\nHow many cats?"
 
 
-def test_visual_cot_bad_box_and_escaping_path(tmp_path: Path) -> None:
+def test_visual_cot_evidence_box_clamped_and_escaping_path(tmp_path: Path) -> None:
     _visual_cot_images(tmp_path / "img")
     recs = [
         {"image": "gqa/1.jpg", "question": "q", "answer": "a", "bboxs": [[5, 6, 150, 60]]},
@@ -194,7 +198,9 @@ def test_visual_cot_bad_box_and_escaping_path(tmp_path: Path) -> None:
     src.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
     args = ("--input", src, "--image-root", tmp_path / "img", "--out", tmp_path / "out")
     proc = run_main("visual_cot_to_parquet.py", *args, check=False)
-    assert proc.returncode == 2 and f"{src}: record line 1: box outside the image" in proc.stderr
+    assert proc.returncode == 2 and f"{src}: record line 2: image path escapes the image root" in proc.stderr
     proc = run_main("visual_cot_to_parquet.py", *args, "--skip-bad")
-    assert "box outside the image: 1" in proc.stdout and "image path escapes the image root: 1" in proc.stdout
-    assert len(read_rows(tmp_path / "out" / "gqa_cot.parquet")) == 1
+    assert "image path escapes the image root: 1" in proc.stdout
+    assert "note: evidence boxes clamped to the image: 1" in proc.stdout
+    rows = read_rows(tmp_path / "out" / "gqa_cot.parquet")
+    assert [r["extra_info"]["evidence_boxes"] for r in rows] == [[[5.0, 6.0, 100.0, 60.0]], [[1.0, 1.0, 2.0, 2.0]]]

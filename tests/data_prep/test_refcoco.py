@@ -80,11 +80,6 @@ def test_embed_images_and_zoom(refcoco: dict[str, Path], tmp_path: Path) -> None
     assert "tool_call" in rows[0]["prompt"][0]["content"]
 
 
-def test_help_names_what_it_needs() -> None:
-    text = run_cli(SCRIPT, "--help").stdout
-    assert "refs(<split-by>).p" in text and "instances.json" in text and "--skip-bad" in text
-
-
 def _break(paths: dict[str, Path], kind: str) -> tuple[str, str]:
     """Damage the fixture in one way; returns (text the error must contain, skip reason)."""
     folder = paths["refs"].parent
@@ -137,7 +132,7 @@ def test_bad_input_stops_with_its_message_or_is_counted(kind: str, tmp_path: Pat
 
 def test_missing_annotation_file_is_named(refcoco: dict[str, Path], tmp_path: Path) -> None:
     refcoco["refs"].unlink()
-    proc = convert(refcoco, tmp_path / "out", check=False, subprocess=True)
+    proc = convert(refcoco, tmp_path / "out", check=False)
     assert proc.returncode == 2 and str(refcoco["refs"]) in proc.stderr and "missing annotation file" in proc.stderr
     proc = convert(refcoco, tmp_path / "out", "--dataset", "refcocog", check=False)
     assert "refcocog/refs(umd).p" in proc.stderr  # refcocog defaults to the umd split

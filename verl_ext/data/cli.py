@@ -1,11 +1,13 @@
 """What every converter script shares: common flags, the conversion loop with progress bar, skips and summary.
 
-The loop keeps the books: records read == rows written + records skipped (each with its reason).
+The loop keeps the books: records read == rows written + records skipped (each with its reason), and
+notes count what was repaired on the way (an evidence box clamped to the image) without dropping a row.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -17,8 +19,8 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from verl_ext.data.rows import SYSTEM_PROMPTS, validate_row
-from verl_ext.data.validation import BadRecord, DataPrepError
-from verl_ext.data.writer import SplitWriter
+from verl_ext.data.validation import BadRecord, DataPrepError, Skipped, check_split
+from verl_ext.data.writer import SplitWriter, prepare_out_dir
 
 T = TypeVar("T")
 #: How many skipped records are listed one by one before only the counts are shown.
@@ -29,6 +31,11 @@ def parser(description: str, *, protocol: bool = True) -> argparse.ArgumentParse
     """An argument parser with the flags every converter has."""
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="output folder (created if missing)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="remove the outputs of an earlier run in --out first (default: refuse to write over them)",
+    )
     p.add_argument("--limit", type=int, default=None, help="convert only the first N records (a quick sample)")
     p.add_argument(
         "--skip-bad",
@@ -51,6 +58,14 @@ def parser(description: str, *, protocol: bool = True) -> argparse.ArgumentParse
     return p
 
 
+def split_name(value: str) -> str:
+    """argparse type of ``--split``: a name that could name an output file (no ``/``, no leading dot)."""
+    try:
+        return check_split(value, "--split", value)
+    except BadRecord as e:
+        raise argparse.ArgumentTypeError(f"{value!r}: {e.reason}") from e
+
+
 @dataclass
 class Summary:
     """Counts of one conversion, printed at the end."""
@@ -58,11 +73,13 @@ class Summary:
     read: int = 0
     written: dict[str, int] = field(default_factory=dict)
     skipped: Counter[str] = field(default_factory=Counter)
+    notes: Counter[str] = field(default_factory=Counter)
 
     def lines(self, out_dir: Path) -> list[str]:
         out = [f"wrote {n} rows to {out_dir / f'{name}.parquet'}" for name, n in sorted(self.written.items())]
         reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(self.skipped.items()))
         out.append(f"skipped {sum(self.skipped.values())} records" + (f" ({reasons})" if reasons else ""))
+        out += [f"note: {note}: {n}" for note, n in sorted(self.notes.items())]
         out.append(
             f"records read {self.read} = rows written {sum(self.written.values())} "
             f"+ records skipped {sum(self.skipped.values())}"
@@ -77,21 +94,51 @@ def convert(
     out_dir: Path,
     schema: pa.Schema,
     skip_bad: bool,
+    outputs: Iterable[str],
+    folders: Iterable[str] = (),
+    overwrite: bool = False,
+    notes: Counter[str] | None = None,
     limit: int | None = None,
     total: int | None = None,
     desc: str = "converting",
 ) -> Summary:
-    """Turn each item into ``(file name, row)`` with ``build`` and write it; BadRecord stops or is skipped."""
-    summary = Summary()
+    """Turn each item into ``(file name, row)`` with ``build`` and write it; BadRecord stops or is skipped.
+
+    ``outputs`` names every parquet file the run may write and ``folders`` the image folders it fills under
+    ``out_dir`` (see :func:`prepare_out_dir`); ``notes`` is the converter's own counter of repairs.
+    """
+    summary = Summary(notes=notes if notes is not None else Counter())
+    folders = list(folders)
     if limit is not None:
         total = limit if total is None else min(total, limit)
-    with SplitWriter(out_dir, schema) as writer:
+    prepare_out_dir(out_dir, outputs, folders, overwrite)
+    try:
+        _write(items, build, summary, SplitWriter(out_dir, schema), skip_bad, limit, total, desc)
+    except BaseException:
+        for folder in folders:  # absent or emptied at the start: all in it is this failed run's
+            shutil.rmtree(Path(out_dir) / folder, ignore_errors=True)
+        raise
+    return summary
+
+
+def _write(
+    items: Iterable[T],
+    build: Callable[[T], tuple[str, dict[str, Any]]],
+    summary: Summary,
+    writer: SplitWriter,
+    skip_bad: bool,
+    limit: int | None,
+    total: int | None,
+    desc: str,
+) -> None:
+    """The conversion loop: read, build, skip or stop, and write each row into ``writer``."""
+    with writer:
         for item in tqdm(_take(items, limit), total=total, desc=desc, unit="row", file=sys.stderr):
             summary.read += 1
             try:
                 name, row = build(item)
-            except BadRecord as e:
-                if not skip_bad:
+            except (BadRecord, Skipped) as e:
+                if isinstance(e, BadRecord) and not skip_bad:
                     raise
                 summary.skipped[e.reason] += 1
                 if sum(summary.skipped.values()) <= SHOW_SKIPPED:
@@ -101,7 +148,6 @@ def convert(
             validate_row(row)
             writer.write(name, row)
         summary.written = dict(writer.counts)
-    return summary
 
 
 def _take(items: Iterable[T], limit: int | None) -> Iterator[T]:

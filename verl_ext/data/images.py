@@ -1,8 +1,9 @@
 """Image loading and encoding for the converters: reading sizes cheaply, catching truncation, confining paths.
 
-Probing reads the header (size, format) and checks the format's end marker for JPEG and PNG instead of
-decoding every pixel, so converting tens of thousands of rows stays a matter of seconds; other formats
-are decoded fully.
+Probing reads the header (size, format, EXIF orientation) and checks the format's end marker for JPEG and
+PNG instead of decoding every pixel, so converting tens of thousands of rows stays a matter of seconds;
+other formats are decoded fully. Sizes are those of the stored file; ``verl_ext.imaging`` turns them (and
+annotation boxes) into the oriented frame every other part of the project sees.
 """
 
 from __future__ import annotations
@@ -16,17 +17,25 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from verl_ext.data.validation import BadRecord
+from verl_ext.imaging import orientation
 
 _JPEG_END = b"\xff\xd9"
 _PNG_END = b"IEND\xaeB`\x82"
 _EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif"}
 
 
+#: What opening or decoding a hostile file can raise (a decompression bomb is not an OSError).
+_UNREADABLE = (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError, EOFError)
+
+
 @dataclass(frozen=True)
 class ImageInfo:
+    """Size of the stored file (before its EXIF orientation is applied), format and orientation (1..8)."""
+
     width: int
     height: int
     format: str
+    orientation: int = 1
 
 
 def resolve_in_root(root: Path, name: str, source: object, record: object) -> Path:
@@ -42,11 +51,9 @@ def probe_bytes(data: bytes, source: object, record: object) -> ImageInfo:
     """Size and format of an encoded image; BadRecord if unreadable or truncated."""
     try:
         with Image.open(io.BytesIO(data)) as im:
-            info = ImageInfo(int(im.width), int(im.height), str(im.format))
-            if info.format not in ("JPEG", "PNG"):
-                im.load()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise BadRecord(source, record, "unreadable image", str(e)) from e
+            info = _info(im)
+    except _UNREADABLE as e:
+        raise BadRecord(source, record, "unreadable image", f"{type(e).__name__}: {e}") from e
     tail = data.rstrip(b"\x00")[-16:]
     if _truncated(info, tail):
         raise BadRecord(source, record, "truncated image", f"{info.format} without its end marker")
@@ -61,16 +68,21 @@ def probe_file(path: Path, source: object, record: object) -> ImageInfo:
         raise BadRecord(source, record, "missing image", str(path))
     try:
         with Image.open(path) as im:
-            info = ImageInfo(int(im.width), int(im.height), str(im.format))
-            if info.format not in ("JPEG", "PNG"):
-                im.load()
+            info = _info(im)
         with open(path, "rb") as f:
             f.seek(max(0, os.path.getsize(path) - 64))
             tail = f.read().rstrip(b"\x00")
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise BadRecord(source, record, "unreadable image", f"{path}: {e}") from e
+    except _UNREADABLE as e:
+        raise BadRecord(source, record, "unreadable image", f"{path}: {type(e).__name__}: {e}") from e
     if _truncated(info, tail):
         raise BadRecord(source, record, "truncated image", f"{path}: {info.format} without its end marker")
+    return info
+
+
+def _info(im: Image.Image) -> ImageInfo:
+    info = ImageInfo(int(im.width), int(im.height), str(im.format), orientation(im))
+    if info.format not in ("JPEG", "PNG"):
+        im.load()
     return info
 
 

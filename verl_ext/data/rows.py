@@ -11,6 +11,7 @@ from verl_ext import prompts
 from verl_ext.answers import ANSWER_TYPES
 from verl_ext.data.images import ImageInfo, ImageStore
 from verl_ext.data.schema import EXTRA_INFO_FIELDS, SINGLE_TURN_AGENT, TOOL_AGENT, ZOOM_TOOL
+from verl_ext.imaging import orient_box, oriented_size
 
 #: Zoom-call protocol named in the system prompt; the recipe's ``multi_turn.format`` must match it.
 SYSTEM_PROMPTS = {"box": prompts.SYSTEM_BOX, "hermes": prompts.SYSTEM_HERMES}
@@ -20,25 +21,45 @@ _OPTION_LINE = re.compile(r"^\s*\(?([A-J])[.):]\s*(.+?)\s*$")
 
 @dataclass(frozen=True)
 class ImageRef:
-    """The original image of a row: an absolute path and/or the encoded bytes (when they are embedded)."""
+    """The original image of a row: an absolute path and/or the encoded bytes (when they are embedded).
+
+    ``width``/``height`` are the *oriented* size (EXIF orientation applied, as every decoder of the project
+    shows the image); annotation boxes, given in the stored file's frame, go through :meth:`orient`.
+    """
 
     path: Path | None
     width: int
     height: int
     data: bytes | None = None
+    orientation: int = 1
+
+    @classmethod
+    def of(cls, path: Path | None, info: ImageInfo, data: bytes | None = None) -> ImageRef:
+        width, height = oriented_size(info.width, info.height, info.orientation)
+        return cls(path, width, height, data, info.orientation)
+
+    @property
+    def stored_size(self) -> tuple[int, int]:
+        """(width, height) of the file as stored, the frame annotation boxes are given in."""
+        return oriented_size(self.width, self.height, self.orientation)
+
+    def orient(self, box: list[float]) -> list[float]:
+        """``[x1, y1, x2, y2]`` in the stored file's pixels mapped into the oriented frame."""
+        width, height = self.stored_size
+        return [float(v) for v in orient_box(tuple(box), self.orientation, width, height)]
 
     def embedded(self) -> ImageRef:
         """The same image with its bytes read in (for ``--embed-images``)."""
         if self.data is not None or self.path is None:
             return self
-        return ImageRef(self.path, self.width, self.height, self.path.read_bytes())
+        return ImageRef(self.path, self.width, self.height, self.path.read_bytes(), self.orientation)
 
 
 def stored_image(data: bytes, info: ImageInfo, embed: bool, store: ImageStore) -> ImageRef:
     """An image that arrived as bytes (base64 TSV, DeepEyes parquet): embedded, or written once under ``store``."""
     if embed:
-        return ImageRef(None, info.width, info.height, data)
-    return ImageRef(store.put(data, info), info.width, info.height)
+        return ImageRef.of(None, info, data)
+    return ImageRef.of(store.put(data, info), info)
 
 
 def image_columns(image: ImageRef) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -98,13 +119,14 @@ def validate_row(row: dict[str, Any]) -> None:
         raise ValueError("reward_model.ground_truth is required")
 
 
-def vqa_messages(question: str, options: list[str] | None, protocol: str) -> list[dict[str, str]]:
-    """System turn naming the zoom protocol and a user turn with the image, the question and lettered options."""
+def vqa_messages(question: str, options: list[str] | None, protocol: str | None) -> list[dict[str, str]]:
+    """A user turn with the image, the question and lettered options; with a zoom protocol, its system turn first."""
     if options:
         user = prompts.fill(prompts.MULTIPLE_CHOICE_USER, question=question, options=prompts.format_options(options))
     else:
         user = prompts.fill(prompts.VQA_USER, question=question)
-    return [{"role": "system", "content": SYSTEM_PROMPTS[protocol]}, {"role": "user", "content": user}]
+    turn = {"role": "user", "content": user}
+    return [turn] if protocol is None else [{"role": "system", "content": SYSTEM_PROMPTS[protocol]}, turn]
 
 
 def grounding_messages(expression: str, protocol: str | None) -> list[dict[str, str]]:

@@ -3,11 +3,16 @@
 Rows are buffered per split and flushed as a row group every ``row_group_size`` rows, so memory does
 not grow with the input. Each file is written under a temporary name in the output folder and renamed
 only when the whole conversion succeeded: an interrupted or failed run leaves no half-written parquet.
+:func:`prepare_out_dir` makes the output folder safe to write: temporaries of a killed run are removed,
+and outputs of an earlier run are refused unless ``--overwrite`` says to remove them.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -15,7 +20,56 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from verl_ext.data.validation import DataPrepError
+
 DEFAULT_ROW_GROUP_SIZE = 1024
+#: Temporary names this package writes (``.<name>.tmp-<pid>``): parquet files, stored images, scratch folders.
+_TMP = re.compile(r"\..+\.tmp-(\d+)")
+
+
+def prepare_out_dir(out_dir: Path, names: Iterable[str], folders: Iterable[str] = (), overwrite: bool = False) -> None:
+    """Create ``out_dir`` and clear what stands in the way of writing ``<name>.parquet`` files and image ``folders``.
+
+    Temporaries left by a killed run (its process gone) are removed. Earlier outputs, the parquet files this
+    run may write and the image folders it fills, are refused: a partial run (``--limit``) would otherwise
+    sit beside the other splits of a full one with nothing said. ``overwrite`` removes them first.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataPrepError(f"--out {out_dir}: is a file, not a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataPrepError(f"--out {out_dir}: cannot create the folder ({e})") from e
+    folders = [out_dir / f for f in folders]
+    for place in [out_dir, *folders]:
+        for path in place.glob(".*.tmp-*") if place.is_dir() else ():
+            match = _TMP.fullmatch(path.name)
+            if match and not _alive(int(match.group(1))):
+                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    earlier = [out_dir / f"{n}.parquet" for n in sorted(set(names))]
+    earlier = [p for p in earlier if p.exists()] + [f for f in folders if f.exists()]
+    if earlier and not overwrite:
+        listed = ", ".join(str(p) for p in earlier[:5]) + (f" and {len(earlier) - 5} more" if len(earlier) > 5 else "")
+        raise DataPrepError(
+            f"--out {out_dir} holds outputs of an earlier run ({listed}); pass --overwrite to remove them "
+            "and write afresh, or choose another --out"
+        )
+    for path in earlier:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def _alive(pid: int) -> bool:
+    """True when process ``pid`` still runs (its temporaries may be in use)."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class SplitWriter:
