@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -110,7 +112,8 @@ def test_evidence_scale_options_and_tolerated_record_containers():
         {"evidence_missing": 2.0},
         {"answer_weight": float("nan")},
         {"format_weight": -1},
-        {"max_pixels": 0},
+        {"max_pixels": 401408},
+        {"judge": {"enable": "yes"}},
         {"math_timeout": "5"},
     ],
 )
@@ -132,7 +135,26 @@ def test_unknown_data_source_lists_the_known_ones():
         assert repr(name) in message
 
 
-def test_a_user_registers_a_data_source_without_touching_the_dispatcher():
+@pytest.fixture
+def scratch_registry(monkeypatch):
+    """Registrations a test makes are undone afterwards."""
+    from verl_ext.reward import registry
+
+    monkeypatch.setattr(registry, "_EXACT", dict(registry._EXACT))
+    monkeypatch.setattr(registry, "_PREFIX", dict(registry._PREFIX))
+
+
+def test_data_prep_imports_the_source_table_without_the_reward():
+    """Data prep imports the names; it must not pay for ROUGE, math_verify or the reward package."""
+    code = (
+        "import sys, verl_ext.data_sources as d; d.deepeyes('x'); "
+        "print(sorted(m for m in ('rouge_score', 'math_verify', 'verl_ext.reward', 'verl') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_user_registers_a_data_source_without_touching_the_dispatcher(scratch_registry):
     def count_words(answer, ground_truth, extra_info, options):
         ok = answer is not None and len(answer.split()) == int(ground_truth)
         return AnswerScore(float(ok), float(ok))
@@ -147,7 +169,7 @@ def test_a_user_registers_a_data_source_without_touching_the_dispatcher():
         register_data_source("vstar", count_words)
 
 
-def test_longest_prefix_wins():
+def test_longest_prefix_wins(scratch_registry):
     def special(answer, ground_truth, extra_info, options):
         return AnswerScore(0.25, 0.0)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from verl_ext.geometry import Frame, iou
+from verl_ext.geometry import Frame
 from verl_ext.reward import compute_score
 from verl_ext.reward.base import RewardOptions
 from verl_ext.reward.grounding import frame_of, parse_box, score_grounding
@@ -55,23 +55,54 @@ def test_acc_mode_scores_the_indicator():
     assert (high.score, high.acc, high.iou) == (1.0, 1.0, pytest.approx(0.95))
 
 
-def test_resized_frame_is_computed_by_smart_resize_when_the_hook_did_not_inject_it():
-    """Without resized_* the frame comes from smart_resize with min/max pixels from kwargs, else extra_info."""
-    info = {"image_width": 7680, "image_height": 4320}
-    frame = Frame.of(7680, 4320, max_pixels=401408)
+def test_without_resized_size_the_frame_comes_from_the_rows_pixel_bounds():
+    """The dataset hook writes the run's data.min_pixels/max_pixels into every row: smart_resize of those."""
+    info = {"image_width": 7680, "image_height": 4320, "min_pixels": 3136, "max_pixels": 401408}
+    frame = Frame.of(7680, 4320, 3136, 401408)
     assert (frame.resized_width, frame.resized_height) == (840, 448)
     truth = list(frame.to_original([84, 44.8, 420, 224]))
-    by_kwargs = RewardOptions(max_pixels=401408)
-    assert frame_of(info, by_kwargs) == frame
-    assert frame_of({**info, "max_pixels": 401408}, DEFAULTS) == frame
-    assert score_grounding("[84, 44.8, 420, 224]", truth, info, by_kwargs).iou == pytest.approx(1.0)
-    # With the library defaults (max 16384 tokens) the same box means a different region: the frame matters.
-    assert score_grounding("[84, 44.8, 420, 224]", truth, info, DEFAULTS).iou < 0.2
+    assert frame_of(info) == frame
+    assert score_grounding("[84, 44.8, 420, 224]", truth, info, DEFAULTS).iou == pytest.approx(1.0)
+    # Changing the run's max_pixels alone changes the frame the reward maps boxes with.
+    smaller = {**info, "max_pixels": 100352}
+    assert frame_of(smaller).resized_width < frame.resized_width
+
+
+def test_a_row_without_a_frame_scores_zero_instead_of_guessing_qwens_default(caplog):
+    """No resized size and no pixel bounds: Qwen's 12.8 MP default would score this perfect box about 0.3."""
+    frame = Frame.of(7680, 4320, 3136, 401408)
+    truth = list(frame.to_original([84, 44.8, 420, 224]))
+    for info in (
+        {"image_width": 7680, "image_height": 4320},
+        {"image_width": 7680, "image_height": 4320, "max_pixels": 401408},
+        {"image_width": 7680, "image_height": 4320, "min_pixels": 3136, "max_pixels": 2000},  # max below min
+    ):
+        assert score_grounding("[84, 44.8, 420, 224]", truth, info, DEFAULTS) == (0.0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    "bounds",
+    [
+        {"min_pixels": 3136, "max_pixels": 2000},
+        {"min_pixels": 1, "max_pixels": 2000},
+        {"min_pixels": 1, "max_pixels": 1},
+    ],
+)
+def test_pixel_bounds_below_qwens_minimum_never_raise(bounds):
+    """smart_resize asserts max >= min and floors thin sides to 0: compute_score must not raise on such rows."""
+    info = {"image_width": 640, "image_height": 480, **bounds}
+    out = compute_score("refcoco", "<think>a</think><answer>[0, 0, 10, 10]</answer>", [0, 0, 10, 10], info)
+    assert out["format"] == 1.0 and 0.0 <= out["iou"] <= 1.0
+
+
+def test_reward_kwargs_no_longer_take_pixel_bounds():
+    with pytest.raises(ValueError, match="max_pixels"):
+        compute_score("refcoco", "<answer>[0, 0, 1, 1]</answer>", [0, 0, 1, 1], INFO, max_pixels=401408)
 
 
 def test_injected_resized_size_wins_over_pixel_bounds():
     info = {**INFO, "min_pixels": 4 * 28 * 28, "max_pixels": 8 * 28 * 28}
-    assert frame_of(info, RewardOptions(max_pixels=100 * 28 * 28)) == Frame(1280, 960, 640, 480)
+    assert frame_of(info) == Frame(1280, 960, 640, 480)
 
 
 def test_first_box_counts():
@@ -86,12 +117,6 @@ def test_ground_truth_as_numpy_and_bad_row_data_score_zero():
     for info in ({}, {"image_width": "1280", "image_height": 960}, {"image_width": 1, "image_height": 10**6}):
         assert score_grounding("[100, 50, 300, 250]", TRUTH, info, DEFAULTS) == (0.0, 0.0, 0.0)
     assert score_grounding(None, TRUTH, INFO, DEFAULTS) == (0.0, 0.0, 0.0)
-
-
-def test_iou_matches_the_geometry_module():
-    """The score is geometry.iou of the mapped box, not a second IoU implementation."""
-    answer, mapped = "[110, 60, 320, 260]", [220.0, 120.0, 640.0, 520.0]
-    assert score_grounding(answer, TRUTH, INFO, DEFAULTS).iou == pytest.approx(iou(mapped, TRUTH))
 
 
 def test_a_row_whose_image_has_no_resized_frame_scores_zero_without_raising():

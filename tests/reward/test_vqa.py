@@ -37,7 +37,21 @@ MULTIPLE_CHOICE = [
     ("red or blue", "B", 0.0),  # names two options
     ("", "B", 0.0),
     ("B", "(B)", 1.0),  # ground truth written with parentheses
+    ("**B**", "B", 1.0),  # markdown emphasis
+    ("\uff22", "B", 1.0),  # full-width B
+    ("\uff08B\uff09", "B", 1.0),  # full-width parentheses
+    ("B\u200b", "B", 1.0),  # zero-width space
+    ("\u200fB", "B", 1.0),  # right-to-left mark
+    ("\u2066(B)\u2069", "B", 1.0),  # bidi isolates
 ]
+
+
+def test_a_letter_followed_by_its_text_wins_over_a_shorter_option_it_contains():
+    options = ["red bus", "blue car", "car", "train"]
+    assert vqa("The answer is (B) the blue car", "B", options=options).acc == 1.0
+    assert vqa("the blue car", "B", options=options).acc == 1.0  # "car" is named only inside "blue car"
+    assert vqa("a car", "C", options=options).acc == 1.0
+    assert vqa("The answer is (C) the blue car", "B", options=options).acc == 0.0
 
 
 @pytest.mark.parametrize(("answer", "truth", "expected"), MULTIPLE_CHOICE)
@@ -80,6 +94,15 @@ NUMBERS = [
     ("4", "3", 0.0),
     ("3 or 4", "3", 0.0),
     ("several", "3", 0.0),
+    ("The one on the left has 3 wheels", "3", 1.0),  # "one" is a pronoun here
+    ("\u22123", "-3", 1.0),  # U+2212 MINUS SIGN
+    ("\uff13", "3", 1.0),  # full-width digit
+    ("one hundred", "100", 1.0),
+    ("two thousand and five", "2005", 1.0),
+    ("1e3", "1000", 1.0),
+    ("1e5", "1e5", 1.0),  # data prep labels "1e5" a number: the reward must read it as one too
+    ("100000", "1e5", 1.0),
+    ("one two", "1", 0.0),
 ]
 
 
@@ -133,6 +156,8 @@ def test_declared_answer_type_wins_over_inference():
         ("Yes", None, "yes_no"),
         ("12", None, "number"),
         ("twelve", None, "number"),
+        ("1e5", None, "number"),
+        ("one hundred", None, "number"),
         (r"$\frac{1}{2}$", None, "math"),
         ("x^2", None, "math"),
         ("the red bus", None, "open"),

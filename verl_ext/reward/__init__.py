@@ -13,12 +13,12 @@ so it does not depend on the Ray worker's working directory)::
           grounding_mode: iou                # or "acc@0.5"
           evidence_mode: first               # or "last"
           evidence_missing: 1.0              # evidence_scale of a trajectory without a valid zoom
-          min_pixels: null                   # only for rows whose extra_info lacks resized_width/height
-          max_pixels: null
           math_timeout: 5.0
 
 Every call returns ``{score, acc, format, iou, evidence_scale, num_zooms}`` as floats; ``iou`` is
-``IOU_NOT_APPLICABLE`` (-1.0) on non-grounding rows. Add a data source with :func:`register_data_source`.
+``IOU_NOT_APPLICABLE`` (-1.0) on non-grounding rows. The project's data sources and their scorers are the
+table in :mod:`verl_ext.data_sources`; add your own with :func:`register_data_source`. Grounding rows take
+their coordinate frame from the row (the dataset hook writes it), never from a reward option.
 """
 
 from verl_ext.reward.base import AnswerScore, RewardOptions, Scorer

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from verl_ext.reward_keys import IOU_NOT_APPLICABLE
 
-GROUNDING_MODES = ("iou", "acc@0.5")
-EVIDENCE_MODES = ("first", "last")
 #: Keyword arguments veRL's reward managers add on their own (reward-model routing); not reward options.
-_VERL_KWARGS = frozenset({"reward_router_address", "reward_model_tokenizer"})
+VERL_KWARGS = frozenset({"reward_router_address", "reward_model_tokenizer"})
 
 
 _logger = logging.getLogger("verl_ext.reward")
@@ -37,53 +35,60 @@ class AnswerScore(NamedTuple):
 
 ZERO = AnswerScore(0.0, 0.0)
 
+_STRICT = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-@dataclass(frozen=True)
-class RewardOptions:
-    """Options from ``reward.custom_reward_function.reward_kwargs``.
+
+class JudgeOptions(BaseModel):
+    """``reward_kwargs.judge``: an LLM judge for open answers (see docs/judge.md). Off by default.
+
+    The endpoint is veRL's reward-model router when veRL passes ``reward_router_address``
+    (``reward.reward_model.enable=true``), else ``base_url``; the API key comes from ``OPENAI_API_KEY``.
+    """
+
+    model_config = _STRICT
+
+    enable: bool = False
+    #: OpenAI-compatible API root of an external judge, e.g. ``http://judge-host:8000/v1``.
+    base_url: str | None = None
+    #: ``model`` field of each request; None omits it (a vLLM server then answers with its one model).
+    model_name: str | None = None
+    #: Seconds per request attempt, attempts after the first, and requests in flight per reward worker.
+    timeout: float = Field(30.0, gt=0, allow_inf_nan=False)
+    max_retries: int = Field(2, ge=0, le=10)
+    max_concurrency: int = Field(32, ge=1)
+    max_tokens: int = Field(8, ge=1)
+
+
+class RewardOptions(BaseModel):
+    """Options from ``reward.custom_reward_function.reward_kwargs``, validated by pydantic (strict types).
 
     score = answer_weight * answer score + format_weight * format (defaults sum to 1, EasyR1 style).
     """
 
-    answer_weight: float = 0.9
-    format_weight: float = 0.1
+    model_config = _STRICT
+
+    answer_weight: float = Field(0.9, ge=0, allow_inf_nan=False)
+    format_weight: float = Field(0.1, ge=0, allow_inf_nan=False)
     #: Grounding answer score: continuous IoU, or the Acc@0.5 indicator.
-    grounding_mode: str = "iou"
-    #: Evidence scale from the first or the last valid zoom; ``evidence_missing`` when none.
-    evidence_mode: str = "first"
-    evidence_missing: float = 1.0
-    #: Pixel bounds of the processor, used only when a row's extra_info lacks resized_width/height.
-    min_pixels: int | None = None
-    max_pixels: int | None = None
+    grounding_mode: Literal["iou", "acc@0.5"] = "iou"
+    #: Evidence scale from the first or the last valid zoom; ``evidence_missing`` (a relative area) when none.
+    evidence_mode: Literal["first", "last"] = "first"
+    evidence_missing: float = Field(1.0, ge=0, le=1, allow_inf_nan=False)
     #: Seconds a single math verification may take.
-    math_timeout: float = 5.0
+    math_timeout: float = Field(5.0, gt=0, allow_inf_nan=False)
+    judge: JudgeOptions = JudgeOptions()
 
     @classmethod
     def from_kwargs(cls, kwargs: Mapping[str, Any]) -> RewardOptions:
         """Validated options; a ValueError names the bad key (a configuration error, raised on the first row)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(kwargs) - known - _VERL_KWARGS)
-        if unknown:
-            raise ValueError(f"unknown reward kwargs {unknown}; known: {sorted(known)}")
-        options = cls(**{k: v for k, v in kwargs.items() if k in known})
-        options._validate()
-        return options
+        return cls.model_validate(_plain({k: v for k, v in kwargs.items() if k not in VERL_KWARGS}))
 
-    def _validate(self) -> None:
-        for name in ("answer_weight", "format_weight", "evidence_missing", "math_timeout"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"reward kwarg {name} must be a finite number >= 0, got {value!r}")
-        if self.evidence_missing > 1:
-            raise ValueError(f"reward kwarg evidence_missing is a relative area in [0, 1], got {self.evidence_missing}")
-        if self.grounding_mode not in GROUNDING_MODES:
-            raise ValueError(f"reward kwarg grounding_mode must be in {GROUNDING_MODES}, got {self.grounding_mode!r}")
-        if self.evidence_mode not in EVIDENCE_MODES:
-            raise ValueError(f"reward kwarg evidence_mode must be in {EVIDENCE_MODES}, got {self.evidence_mode!r}")
-        for name in ("min_pixels", "max_pixels"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
-                raise ValueError(f"reward kwarg {name} must be a positive integer or null, got {value!r}")
+
+def _plain(value: Any) -> Any:
+    """Nested mappings (OmegaConf's DictConfig inside reward_kwargs) as dicts, for strict validation."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
 
 
 class Scorer(Protocol):

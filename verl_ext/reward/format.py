@@ -11,14 +11,16 @@ from __future__ import annotations
 import json
 import re
 
+from verl_ext.answers import DECIMAL
+
 _TURN = re.compile(
     r"\s*<think>(?P<think>.*?)</think>\s*"
     r"(?:<answer>(?P<answer>.*?)</answer>|<box>(?P<box>.*?)</box>|<tool_call>(?P<call>.*?)</tool_call>)\s*",
     re.DOTALL,
 )
 _TAGS = ("<think>", "</think>", "<answer>", "</answer>", "<box>", "</box>", "<tool_call>", "</tool_call>")
-_NUMBER = r"\s*[-+]?(?:\d+(?:\.\d*)?|\.\d+)\s*"
-_BOX_ARGS = re.compile(rf"\s*\[{_NUMBER},{_NUMBER},{_NUMBER},{_NUMBER}\]\s*")
+_NUMBER = rf"\s*+{DECIMAL}\s*+"
+_BOX_ARGS = re.compile(rf"\s*+\[{_NUMBER},{_NUMBER},{_NUMBER},{_NUMBER}\]\s*+")
 
 
 def format_score(turns: list[str]) -> float:

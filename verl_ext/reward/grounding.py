@@ -5,6 +5,12 @@ Qwen2.5-VL writes boxes in absolute pixels of the resized frame it sees, in seve
 ``[x1, y1, x2, y2]``, or ``(x1,y1),(x2,y2)`` (the decoded form of ``<|box_start|>...<|box_end|>``). The box
 is mapped to original pixels with the row's :class:`~verl_ext.geometry.Frame` and clipped to the image;
 a box with x2 <= x1 or y2 <= y1 (degenerate, or corners swapped) covers nothing and scores IoU 0.
+
+The frame comes from the row only, never from a default: ``resized_width``/``resized_height`` as the
+dataset hook wrote them, else ``smart_resize`` of ``image_width``/``image_height`` with the row's
+``min_pixels``/``max_pixels`` (the run's ``data.*`` bounds, which the hook writes into every row). A row
+with neither scores 0 and is logged once: guessing Qwen's default 12.8 MP frame would score a perfect
+box about 0.3.
 """
 
 from __future__ import annotations
@@ -15,15 +21,17 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from verl_ext.answers import DECIMAL
 from verl_ext.geometry import Frame, clamp, iou, is_finite_box
 from verl_ext.reward.base import ZERO, AnswerScore, RewardOptions, warn_once
 
 ACC_IOU_THRESHOLD = 0.5
-_NUM = r"\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+))\s*"
+_FRAME_KEYS = ("image_width", "image_height", "resized_width", "resized_height", "min_pixels", "max_pixels")
+_NUM = rf"\s*+({DECIMAL})\s*+"
 _BOX_SHAPES = (
-    re.compile(rf"bbox_2d\"?\s*[:=]\s*\[{_NUM},{_NUM},{_NUM},{_NUM}\]"),
+    re.compile(rf"bbox_2d\"?\s*+[:=]\s*+\[{_NUM},{_NUM},{_NUM},{_NUM}\]"),
     re.compile(rf"\[{_NUM},{_NUM},{_NUM},{_NUM}\]"),
-    re.compile(rf"\({_NUM},{_NUM}\)\s*,?\s*\({_NUM},{_NUM}\)"),
+    re.compile(rf"\({_NUM},{_NUM}\)\s*+,?+\s*+\({_NUM},{_NUM}\)"),
 )
 
 
@@ -37,8 +45,8 @@ def parse_box(answer: str) -> tuple[float, float, float, float] | None:
     return None
 
 
-def frame_of(extra_info: Mapping[str, Any], options: RewardOptions) -> Frame | None:
-    """The row's frame: original size from extra_info, resized size from extra_info or from smart_resize."""
+def frame_of(extra_info: Mapping[str, Any]) -> Frame | None:
+    """The row's frame: original size, and the resized size as written or from the row's pixel bounds."""
     width, height = _positive_int(extra_info.get("image_width")), _positive_int(extra_info.get("image_height"))
     if width is None or height is None:
         return None
@@ -46,11 +54,13 @@ def frame_of(extra_info: Mapping[str, Any], options: RewardOptions) -> Frame | N
     resized_h = _positive_int(extra_info.get("resized_height"))
     if resized_w is not None and resized_h is not None:
         return Frame(width, height, resized_w, resized_h)
-    min_pixels = options.min_pixels or _positive_int(extra_info.get("min_pixels"))
-    max_pixels = options.max_pixels or _positive_int(extra_info.get("max_pixels"))
+    min_pixels = _positive_int(extra_info.get("min_pixels"))
+    max_pixels = _positive_int(extra_info.get("max_pixels"))
+    if min_pixels is None or max_pixels is None or max_pixels < min_pixels:
+        return None
     try:
         return Frame.of(width, height, min_pixels, max_pixels)
-    except (ValueError, ArithmeticError):  # smart_resize refuses extreme aspect ratios
+    except (ValueError, ArithmeticError):  # smart_resize refuses extreme aspect ratios and empty frames
         return None
 
 
@@ -73,10 +83,14 @@ def score_grounding(
     if truth is None:
         warn_once("grounding ground truth is not [x1, y1, x2, y2], x2 > x1, y2 > y1: rows score 0", repr(ground_truth))
         return AnswerScore(0.0, 0.0, 0.0)
-    frame = frame_of(extra_info, options)
+    frame = frame_of(extra_info)
     if frame is None:
-        sizes = {k: extra_info.get(k) for k in ("image_width", "image_height", "resized_width", "resized_height")}
-        warn_once("grounding rows need image_width/image_height that smart_resize accepts: rows score 0", repr(sizes))
+        sizes = {k: extra_info.get(k) for k in _FRAME_KEYS}
+        warn_once(
+            "grounding rows need image_width/image_height and resized_width/resized_height or min_pixels <= "
+            "max_pixels that smart_resize accepts (the dataset hook writes them): rows score 0",
+            repr(sizes),
+        )
         return AnswerScore(0.0, 0.0, 0.0)
     if answer is None:
         return ZERO._replace(iou=0.0)

@@ -1,6 +1,7 @@
 """The data_source -> answer scorer registry ``compute_score`` dispatches on.
 
-A user adds a data source without editing the dispatcher::
+Seeded from the project's table (:data:`verl_ext.data_sources.SCORERS`, data source -> scorer kind) and
+:data:`KINDS` (kind -> scorer). A user adds a data source without editing either::
 
     from verl_ext.reward import register_data_source, score_vqa
     register_data_source("my_chartqa", score_vqa)
@@ -13,7 +14,13 @@ in the reward worker process: do it in a module imported there (a ``verl.plugins
 
 from __future__ import annotations
 
+from verl_ext import data_sources
 from verl_ext.reward.base import Scorer
+from verl_ext.reward.grounding import score_grounding
+from verl_ext.reward.vqa import score_vqa
+
+#: Scorer of each kind named in the data-source table.
+KINDS: dict[str, Scorer] = {data_sources.GROUNDING_SCORER: score_grounding, data_sources.VQA_SCORER: score_vqa}
 
 _EXACT: dict[str, Scorer] = {}
 _PREFIX: dict[str, Scorer] = {}
@@ -51,3 +58,7 @@ def scorer_for(data_source: object) -> Scorer:
     if matches:
         return _PREFIX[max(matches, key=len)]
     raise UnknownDataSourceError(f"no reward scorer for data_source {data_source!r}; known: {known_data_sources()}")
+
+
+for _name, _kind in data_sources.SCORERS.items():
+    register_data_source(_name.removesuffix("*"), KINDS[_kind], prefix=_name.endswith("*"))

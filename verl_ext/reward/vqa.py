@@ -18,6 +18,7 @@ from rouge_score import rouge_scorer
 from verl_ext.answers import (
     ANSWER_TYPES,
     answer_type,
+    canonical,
     match_option,
     normalize_text,
     parse_letter,
@@ -75,6 +76,7 @@ def score_vqa(
         return ZERO
     if answer is None:
         return ZERO
+    answer = canonical(answer)
     choices = _options(extra_info.get("options"))
     declared = extra_info.get("answer_type")
     best = ZERO
@@ -106,7 +108,7 @@ def _truths(ground_truth: Any) -> list[str]:
     else:
         return []
     texts = [str(t) for t in items if isinstance(t, (str, int, float)) and not isinstance(t, bool)]
-    return [t for t in texts if t.strip()]
+    return [canonical(t) for t in texts if t.strip()]
 
 
 def _options(value: Any) -> list[str] | None:
