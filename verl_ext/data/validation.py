@@ -12,6 +12,7 @@ from verl_ext.geometry import area, clamp, is_finite_box, xywh_to_xyxy
 BORDER_TOLERANCE = 1.0
 #: Media placeholders veRL's dataset splits prompts on: a stray one makes its image count assert at load.
 _MEDIA_TAG = re.compile(r"<(image|video|audio)>")
+_IMAGE_TAG = re.compile(r"[ \t]*<image>[ \t]*")
 #: Unpaired surrogates: what ``errors="surrogateescape"`` makes of bytes that are not UTF-8.
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 #: Output file names come from split names: one path component, no hidden files.
@@ -96,7 +97,7 @@ def check_prompt_text(value: object, source: object, record: object, what: str) 
     tags = {m.group(1) for m in _MEDIA_TAG.finditer(text)}
     if tags - {"image"}:
         raise BadRecord(source, record, "media tag in text", f"{what} holds <{'>, <'.join(sorted(tags - {'image'}))}>")
-    return check_text(_MEDIA_TAG.sub("", text), source, record, what) if tags else text
+    return check_text(_IMAGE_TAG.sub(" ", text), source, record, what) if tags else text
 
 
 def optional_text(value: object, source: object, record: object, what: str) -> str | None:
