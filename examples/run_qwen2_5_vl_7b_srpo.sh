@@ -56,7 +56,9 @@ EXPERIMENT_NAME=${EXPERIMENT_NAME:-qwen2_5_vl_7b_${ESTIMATOR}}
 CONFIG_DIR=$ROOT/recipe/ground_r1/config
 
 # The paper: 8 prompts x 8 rollouts, lr 1e-6, temperature 1, 512 tokens per turn, at most 5 rounds
-# (4 zooms + the answer), max_pixels 401408, K=3 scale bins, 1000 steps; no KL term (no reference model).
+# (4 zooms + the answer), K=3 scale bins, 1000 steps; no KL term (no reference model). The pixel bounds
+# (min 3136, max 401408), rollout.n=8 and limit_images=5 are the recipe's own (config/ground_r1.yaml): override data.max_pixels
+# there or on the command line, and the dataset, the zoom tool and the reward all follow.
 OVERRIDES=(
   "algorithm.adv_estimator=srpo"
   "algorithm.srpo.num_bins=3"
@@ -65,8 +67,6 @@ OVERRIDES=(
   "data.train_batch_size=8"
   "data.max_prompt_length=2048"
   "data.max_response_length=4096"
-  "data.min_pixels=3136"
-  "data.max_pixels=401408"
   "data.filter_overlong_prompts=true"
   "actor_rollout_ref.model.path=${MODEL_PATH}"
   "actor_rollout_ref.model.use_remove_padding=true"
@@ -80,14 +80,12 @@ OVERRIDES=(
   "actor_rollout_ref.actor.fsdp_config.param_offload=false"
   "actor_rollout_ref.rollout.name=vllm"
   "actor_rollout_ref.rollout.mode=async"
-  "actor_rollout_ref.rollout.n=8"
   "actor_rollout_ref.rollout.temperature=1.0"
   "actor_rollout_ref.rollout.tensor_model_parallel_size=2"
   "actor_rollout_ref.rollout.gpu_memory_utilization=0.6"
   "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=2"
   "actor_rollout_ref.rollout.multi_turn.max_assistant_turns=5"
   "actor_rollout_ref.rollout.multi_turn.max_tool_response_length=512"
-  "actor_rollout_ref.rollout.limit_images=5"
   "trainer.n_gpus_per_node=${GPUS_PER_NODE}"
   "trainer.nnodes=${NNODES}"
   "trainer.total_training_steps=1000"
