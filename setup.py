@@ -12,7 +12,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["verl_ext", "verl_ext.*"]),
-    include_package_data=True,
+    package_data={"verl_ext.config": ["*.jinja", "*.yaml", "tool_config/*.yaml"]},
     install_requires=[
         VERL,
         # torchvision pins its matching torch release; the Qwen2.5-VL processor and qwen_vl_utils need both.

@@ -22,6 +22,7 @@ from verl.utils.import_utils import load_extern_object
 
 from verl_ext import compat
 from verl_ext.algorithms.srpo import SRPOConfig, SRPOConfigError
+from verl_ext.config import register_resolvers as register_asset_resolvers
 from verl_ext.data.dataset import GroundR1Dataset, pixel_bounds
 from verl_ext.trainer import TRAINER_MODE
 
@@ -29,9 +30,9 @@ RECIPE_DIR = Path(__file__).resolve().parent
 
 
 def register_resolvers() -> None:
-    """``${ground_r1_path:rel}`` (absolute path of a recipe file) and ``${ground_r1_text:rel}`` (its text)."""
+    """``${ground_r1_path:rel}`` (absolute path of a recipe file) plus the library's asset resolvers."""
     OmegaConf.register_new_resolver("ground_r1_path", lambda rel: str(RECIPE_DIR / rel), replace=True)
-    OmegaConf.register_new_resolver("ground_r1_text", lambda rel: (RECIPE_DIR / rel).read_text(), replace=True)
+    register_asset_resolvers()
 
 
 def check_config(config: DictConfig) -> None:

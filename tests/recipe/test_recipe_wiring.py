@@ -13,6 +13,7 @@ from verl.trainer.ppo.reward import get_custom_reward_fn
 from verl.utils.dataset.rl_dataset import get_dataset_class
 
 from recipe.ground_r1.main_ground_r1 import RECIPE_DIR, check_config, register_resolvers
+from verl_ext.config import CHAT_TEMPLATE
 from verl_ext.data.dataset import GroundR1Dataset
 from verl_ext.reward.score import compute_score
 
@@ -34,7 +35,7 @@ def test_recipe_points_verl_at_the_projects_pieces():
     assert Path(rollout.multi_turn.tool_config_path).is_file()
     tools = OmegaConf.load(rollout.multi_turn.tool_config_path).tools
     assert tools[0].class_name == "verl_ext.tools.region_zoom.RegionZoomTool"
-    template = (RECIPE_DIR / "config" / "qwen2_5_vl_tool_chat_template.jinja").read_text()
+    template = CHAT_TEMPLATE.read_text()
     assert config.actor_rollout_ref.model.custom_chat_template == template
     assert rollout.limit_images >= 1 + tools[0].config.max_zooms
     # veRL's own loaders resolve the dataset hook and the reward function named in the config.

@@ -14,10 +14,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from verl_ext.config import CHAT_TEMPLATE
 from verl_ext.geometry import FACTOR
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CHAT_TEMPLATE = REPO_ROOT / "recipe" / "ground_r1" / "config" / "qwen2_5_vl_tool_chat_template.jinja"
 
 #: Qwen2.5-VL's special tokens, in the order Qwen's tokenizer numbers them.
 SPECIAL_TOKENS = [
