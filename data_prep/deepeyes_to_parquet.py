@@ -8,9 +8,9 @@ under <out>/images/<stem>/ (named by content hash) and referenced by path; --emb
 parquet. Option lines at the end of a question (A. ... / (B) ...) are kept in extra_info.options.
 
 Only the question reaches the prompt. It is extra_info.question (else the user turn), with the <image> tags
-removed and cut before the first line that instructs the model how to answer: a line naming a protocol tag
-(<think>, <answer>, <tool_call>) or DeepEyes' tool (image_zoom_in_tool), which is how DeepEyes appends its
-"Think first, call **image_zoom_in_tool** if needed ..." instruction to every question.
+removed and cut before the first line (or sentence) that instructs the model how to answer: one naming a
+protocol tag (<think>, <answer>, <tool_call>) or DeepEyes' tool (image_zoom_in_tool), which is how DeepEyes
+appends its "Think first, call **image_zoom_in_tool** if needed ..." instruction to every question.
 Rows whose env_name is not DeepEyes' visual toolbox (visual_toolbox*) get no zoom tool: single_turn_agent
 and no zoom system prompt (counted in the summary).
 
@@ -50,6 +50,7 @@ BATCH = 256
 TOOL_ENV = "visual_toolbox"
 #: A line of answering instructions appended to the question (DeepEyes' "Think first, call ..." line).
 _INSTRUCTION = re.compile(r"<(?:think|answer|tool_call)>|image_zoom_in_tool", re.I)
+_SENTENCE_END = re.compile(r"[.?!](?=\s)")
 NO_TOOL_NOTE = "rows without the visual toolbox env (single turn, no zoom tool)"
 
 
@@ -89,16 +90,23 @@ def extra_info(record: dict[str, Any], path: Path, where: str) -> dict[str, Any]
 
 
 def question_of(record: dict[str, Any], extra: dict[str, Any]) -> str | None:
-    """The question alone: extra_info.question (else the user turn) cut before its answering instructions."""
+    """The question alone: extra_info.question (else the user turn) cut before its answering instructions.
+
+    The cut falls at the start of the line, or of the sentence, that first names a protocol tag or the tool.
+    """
     text = extra.get("question")
     if not isinstance(text, str) or not text.strip():
         turns = [m for m in record.get("prompt") or [] if isinstance(m, dict)]
         text = next((m.get("content") for m in turns if m.get("role") == "user"), None)
     if not isinstance(text, str):
         return text
-    lines = text.replace("<image>", "").split("\n")
-    cut = next((k for k, line in enumerate(lines) if _INSTRUCTION.search(line)), len(lines))
-    return "\n".join(lines[:cut]).strip()
+    text = text.replace("<image>", "")
+    match = _INSTRUCTION.search(text)
+    if match is None:
+        return text.strip()
+    before = text[: match.start()]
+    ends = [before.rfind("\n") + 1] + [m.end() for m in _SENTENCE_END.finditer(before)]
+    return before[: max(ends)].strip()
 
 
 class DeepEyesConverter:

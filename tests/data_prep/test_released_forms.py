@@ -186,6 +186,7 @@ def test_deepeyes_prompt_holds_only_the_question_and_env_name_decides_the_tool(t
     turns = [
         ("<image>\nWhat is the color of the car?\nA. red\nB. blue" + DEEPEYES_INSTRUCTION, "B", "visual_toolbox_v2"),
         ("<image>\nIs it raining?" + DEEPEYES_INSTRUCTION, "yes", None),
+        ("<image>\nHow tall is it in m? " + DEEPEYES_INSTRUCTION.strip(), "3.5", "visual_toolbox_v2"),
     ]
     rows = [
         {
@@ -203,7 +204,7 @@ def test_deepeyes_prompt_holds_only_the_question_and_env_name_decides_the_tool(t
     pq.write_table(pa.Table.from_pylist(rows), src)
     proc = run_main("deepeyes_to_parquet.py", "--input", src, "--out", tmp_path / "o")
     assert "note: rows without the visual toolbox env (single turn, no zoom tool): 1" in proc.stdout
-    car, rain = read_rows(tmp_path / "o" / f"{src.stem}.parquet")
+    car, rain, tall = read_rows(tmp_path / "o" / f"{src.stem}.parquet")
     assert car["prompt"] == [
         {"role": "system", "content": SYSTEM_BOX},
         {
@@ -215,6 +216,8 @@ def test_deepeyes_prompt_holds_only_the_question_and_env_name_decides_the_tool(t
     assert car["agent_name"] == "ground_r1_tool_agent"
     assert rain["prompt"] == [{"role": "user", "content": "<image>\nIs it raining?"}]
     assert rain["agent_name"] == "single_turn_agent" and rain["extra_info"]["answer_type"] == "yes_no"
+    assert tall["extra_info"]["question"] == "How tall is it in m?"  # the instruction on the question's own line
+    assert tall["extra_info"]["answer_type"] == "number"
 
 
 def test_vstar_target_boxes_are_clamped_never_a_reason_to_drop(tmp_path: Path) -> None:
