@@ -10,7 +10,6 @@ from dp_fixtures import (
     hr_bench_records,
     jpeg_bytes,
     read_rows,
-    run_cli,
     run_main,
     write_deepeyes,
     write_hr_bench,
@@ -24,7 +23,7 @@ from verl_ext.prompts import format_options
 def test_hr_bench_letters_options_cycles_and_deduplicated_images(tmp_path: Path) -> None:
     tsv = tmp_path / "hr_bench_8k.tsv"
     records = write_hr_bench(tsv, rows=4)
-    proc = run_cli("hr_bench_to_parquet.py", "--tsv", tsv, "--out", tmp_path / "out")
+    proc = run_main("hr_bench_to_parquet.py", "--tsv", tsv, "--out", tmp_path / "out")
     rows = read_rows(tmp_path / "out" / "hr_bench_8k.parquet")
     assert "records read 4 = rows written 4 + records skipped 0" in proc.stdout
     assert [r["reward_model"]["ground_truth"] for r in rows] == [r["answer"] for r in records]
