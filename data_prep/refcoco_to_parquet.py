@@ -1,17 +1,25 @@
-"""Convert RefCOCO / RefCOCO+ / RefCOCOg (the original REFER release) to veRL parquet, one file per split.
+"""Convert RefCOCO / RefCOCO+ / RefCOCOg to veRL parquet grounding rows, one file per split.
 
-Needs the layout the REFER toolkit expects:
-  <refer-root>/<dataset>/refs(<split-by>).p   the refs pickle (splits, expressions)
-  <refer-root>/<dataset>/instances.json       COCO annotations (boxes, image sizes), read with pycocotools
-  <image-root>/<file_name>                    the COCO train2014 images named in instances.json
-Writes <out>/<split>.parquet (train, val, testA, testB / test): one row per expression (training can take
-one sampled expression per ref). Ground truth is [x1, y1, x2, y2] in original pixels of the image as shown
-(EXIF orientation applied; COCO boxes are given in the stored file's frame and are mapped into it).
-A ref whose image_id differs from its annotation's is refused; a ref without sentences and a repeated
-ref (same ref_id, same content) are counted as skipped.
+Reads either form:
+  The original REFER release (--refer-root), the layout the REFER toolkit expects:
+    <refer-root>/<dataset>/refs(<split-by>).p   the refs pickle (splits, expressions)
+    <refer-root>/<dataset>/instances.json       COCO annotations (boxes, image sizes), read with pycocotools
+    <image-root>/<file_name>                    the COCO train2014 images named in instances.json
+  Writes <out>/<split>.parquet (train, val, testA, testB / test). A ref whose image_id differs from its
+  annotation's is refused; a ref without sentences and a repeated ref (same ref_id, same content) are
+  counted as skipped.
+  Ground-R1's RefCOCO evaluation JSONL (--jsonl, eval_dataset/RefCOCO_eval_subset_1000.jsonl):
+    {"image": "RefCOCO/testB/images/img_1.png", "width", "height", "bboxs": [[x, y, w, h]],
+     "dataset": "RefCOCO/testB", "problem": "", "solution": ["expression", ...], "problem_id"}
+  Writes <out>/<data set>_<split>.parquet (refcoco_testB, refcoco+_val, ...); images under --image-root.
+One row per expression (training can take one sampled expression per ref). Ground truth is [x1, y1, x2, y2]
+in original pixels of the image as shown (EXIF orientation applied; the boxes, given in the stored file's
+frame, are mapped into it).
 
   python data_prep/refcoco_to_parquet.py --refer-root ~/refer/data --image-root ~/coco/train2014 \\
       --dataset refcoco --out ~/data/refcoco
+  python data_prep/refcoco_to_parquet.py --jsonl RefCOCO_eval_subset_1000.jsonl --image-root ~/ground_r1 \\
+      --out ~/data/refcoco_eval
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from typing import Any
 from pycocotools.coco import COCO
 
 from verl_ext.data import cli
-from verl_ext.data.images import probe_file, resolve_in_root
+from verl_ext.data.images import find_in_root, probe_file, resolve_in_root
 from verl_ext.data.rows import ImageRef, build_row, grounding_messages
 from verl_ext.data.schema import GROUNDING_SCHEMA
 from verl_ext.data.validation import (
@@ -51,8 +59,10 @@ IDS = ("ref_id", "ann_id", "image_id")
 
 def build_parser() -> argparse.ArgumentParser:
     p = cli.parser(__doc__, protocol=False)
-    p.add_argument("--refer-root", type=Path, required=True, help="folder holding <dataset>/refs(<split-by>).p")
-    p.add_argument("--image-root", type=Path, required=True, help="COCO train2014 image folder")
+    form = p.add_mutually_exclusive_group(required=True)
+    form.add_argument("--refer-root", type=Path, help="folder holding <dataset>/refs(<split-by>).p")
+    form.add_argument("--jsonl", type=Path, help="Ground-R1's RefCOCO evaluation JSONL (instead of --refer-root)")
+    p.add_argument("--image-root", type=Path, required=True, help="COCO train2014 image folder (or the JSONL's)")
     p.add_argument("--dataset", choices=GROUNDING, default="refcoco")
     p.add_argument(
         "--split-by",
@@ -225,14 +235,96 @@ class RefcocoConverter:
         raise BadRecord(self.refs_file, record, "ref_id repeated with different content")
 
 
+class GroundR1Converter:
+    """Rows from Ground-R1's RefCOCO JSONL: one per expression of ``solution``, the box from ``bboxs`` (xywh)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+
+    def build(self, item: tuple[int, Any, int | None]) -> tuple[str, dict[str, Any]]:
+        number, record, k = item
+        src, record_name = self.args.jsonl, f"line {number}"
+        if isinstance(record, BadRecord):
+            raise record
+        if not isinstance(record, dict) or not isinstance(record.get("solution"), list) or k is None:
+            raise BadRecord(src, record_name, "not a Ground-R1 RefCOCO record", "expected a list of expressions")
+        where = f"{record_name} expression {k}"
+        data_source, split = data_set_of(record.get("dataset"), src, where)
+        expression = check_prompt_text(record["solution"][k], src, where, "expression")
+        path = find_in_root(self.args.image_root, str(record.get("image")), src, where)
+        image = ImageRef.of(path, probe_file(path, src, where))
+        width, height = image.stored_size
+        if (record.get("width"), record.get("height")) not in ((None, None), (width, height)):
+            detail = f"file {width}x{height}, record {record.get('width')}x{record.get('height')}"
+            raise BadRecord(src, where, "image size differs from the record", detail)
+        boxes = record.get("bboxs")
+        if not isinstance(boxes, list) or len(boxes) != 1:
+            raise BadRecord(src, where, "malformed box", f"expected one box in bboxs, got {boxes!r}"[:80])
+        box = image.orient(check_box_xywh(boxes[0], width, height, src, where))
+        source_id = record.get("problem_id", number)
+        row = build_row(
+            data_source=data_source,
+            messages=grounding_messages(expression, self.args.zoom),
+            image=image.embedded() if self.args.embed_images else image,
+            ability="grounding",
+            ground_truth=box,
+            extra_info={"split": split, "expression": expression, "source_id": str(source_id), "sent_id": k},
+            use_tool=self.args.zoom is not None,
+        )
+        return f"{data_source}_{split}", row
+
+
+def data_set_of(value: object, source: object, record: object) -> tuple[str, str]:
+    """(data source, split) of Ground-R1's ``dataset`` field, e.g. "RefCOCO+/testA" -> ("refcoco+", "testA")."""
+    name, _, split = str(value).partition("/")
+    if name.lower() not in GROUNDING:
+        detail = f"{value!r}: expected RefCOCO, RefCOCO+ or RefCOCOg/<split>"
+        raise BadRecord(source, record, "unknown data set", detail)
+    return name.lower(), check_split(split, source, record)
+
+
+def ground_r1_items(path: Path) -> Iterator[tuple[int, Any, int | None]]:
+    """(line, record, expression number); a record with no expressions comes once, to be counted."""
+    for number, record in cli.json_records(path):
+        solution = record.get("solution") if isinstance(record, dict) else None
+        if isinstance(solution, list) and solution:
+            yield from ((number, record, k) for k in range(len(solution)))
+        else:
+            yield number, record, None
+
+
+def ground_r1_main(args: argparse.Namespace) -> cli.Summary:
+    if not args.jsonl.is_file():
+        raise DataPrepError(f"{args.jsonl}: missing JSONL file")
+    names = set()
+    for _, record in cli.json_records(args.jsonl):
+        try:
+            names.add("_".join(data_set_of(record.get("dataset"), args.jsonl, "")))
+        except (AttributeError, BadRecord):
+            continue
+    return cli.convert(
+        ground_r1_items(args.jsonl),
+        GroundR1Converter(args).build,
+        out_dir=args.out,
+        schema=GROUNDING_SCHEMA,
+        skip_bad=args.skip_bad,
+        outputs=names,
+        overwrite=args.overwrite,
+        limit=args.limit,
+        desc="ground-r1 refcoco",
+    )
+
+
 def main(args: argparse.Namespace) -> cli.Summary:
+    if not args.image_root.is_dir():
+        raise DataPrepError(f"{args.image_root}: image root is not a folder")
+    if args.jsonl is not None:
+        return ground_r1_main(args)
     split_by = args.split_by or DEFAULT_SPLIT_BY[args.dataset]
     folder = args.refer_root / args.dataset
     refs_file, instances_file = folder / f"refs({split_by}).p", folder / "instances.json"
     refs = load_refs(refs_file)
     coco = load_instances(instances_file)
-    if not args.image_root.is_dir():
-        raise DataPrepError(f"{args.image_root}: image root is not a folder")
     train_one = args.train_expressions == "one"
     total = sum(1 for _ in expressions(refs, train_one, args.seed))
     converter = RefcocoConverter(args, refs_file, instances_file, coco)

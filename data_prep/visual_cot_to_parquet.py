@@ -34,13 +34,12 @@ import json
 import random
 import re
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from verl_ext.answers import answer_type
 from verl_ext.data import cli
-from verl_ext.data.images import probe_file, resolve_in_root
+from verl_ext.data.images import find_in_root, probe_file
 from verl_ext.data.rows import ImageRef, build_row, split_options, vqa_messages
 from verl_ext.data.schema import ANSWER_SCHEMA
 from verl_ext.data.validation import (
@@ -68,31 +67,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", type=cli.split_name, default="train", help="value of extra_info.split (default: train)")
     p.add_argument("--seed", type=int, default=0, help="seed of the option shuffle of Visual7W records")
     return p
-
-
-def records(path: Path) -> Iterator[Item]:
-    """(record number, record): JSONL streamed line by line (a bad line is one bad record); a JSON list whole."""
-    if path.suffix == ".jsonl":
-        with open(path, "rb") as f:
-            for number, raw in enumerate(f, 1):
-                try:
-                    line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-                except UnicodeDecodeError as e:
-                    yield number, BadRecord(path, f"line {number}", "text is not UTF-8", str(e))
-                    continue
-                if line.strip():
-                    try:
-                        yield number, json.loads(line)
-                    except ValueError as e:
-                        yield number, BadRecord(path, f"line {number}", "invalid JSON", str(e))
-        return
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8-sig"))
-    except ValueError as e:  # UnicodeDecodeError is a ValueError too
-        raise DataPrepError(f"{path}: invalid JSON ({e})") from e
-    if not isinstance(data, list):
-        raise DataPrepError(f"{path}: expected a JSON list of records")
-    yield from enumerate(data)
 
 
 def llava_image(value: object, src: Path, where: str) -> tuple[object, list[object]]:
@@ -129,7 +103,7 @@ def question_answer(record: dict[str, Any], src: Path, where: str) -> tuple[obje
         return question, model[-1] if model else None
     if "problem" in record or "solution" in record:
         if isinstance(record.get("solution"), list):
-            detail = "Ground-R1's RefCOCO form (expressions, no question): convert RefCOCO with refcoco_to_parquet.py"
+            detail = "Ground-R1's RefCOCO form (expressions, no question): use refcoco_to_parquet.py --jsonl"
             raise BadRecord(src, where, "not a VQA record", detail)
         return record.get("problem"), record.get("solution")
     return record.get("question"), record.get("answer")
@@ -145,17 +119,9 @@ class VisualCotConverter:
         name = check_text(name, src, where, "image")
         image = self._images.get(name)
         if image is None:
-            path = resolve_in_root(self.args.image_root, self.relative(name), src, where)
+            path = find_in_root(self.args.image_root, name, src, where)
             image = self._images.setdefault(name, ImageRef.of(path, probe_file(path, src, where)))
         return image
-
-    def relative(self, name: str) -> str:
-        """``name`` under the image root; an absolute path by its longest tail that exists there."""
-        parts = PurePosixPath(name).parts
-        if not name.startswith("/") or len(parts) < 2:
-            return name
-        tails = ["/".join(parts[k:]) for k in range(1, len(parts))]
-        return next((t for t in tails if (self.args.image_root / t).is_file()), name)
 
     def build(self, item: Item) -> tuple[str, dict[str, Any]]:
         number, record = item
@@ -235,7 +201,7 @@ def main(args: argparse.Namespace) -> cli.Summary:
         raise DataPrepError(f"{args.image_root}: image root is not a folder")
     converter = VisualCotConverter(args)
     return cli.convert(
-        records(args.input),
+        cli.json_records(args.input),
         converter.build,
         out_dir=args.out,
         schema=ANSWER_SCHEMA,

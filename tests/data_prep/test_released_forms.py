@@ -234,3 +234,47 @@ def test_vstar_target_boxes_are_clamped_never_a_reason_to_drop(tmp_path: Path) -
     rows = {r["extra_info"]["source_id"]: r["extra_info"] for r in read_rows(tmp_path / "o" / "vstar.parquet")}
     assert rows["direct_attributes/sa_00"]["evidence_boxes"] == [[100.0, 80.0, 120.0, 90.0], [10.0, 12.0, 40.0, 32.0]]
     assert rows["direct_attributes/sa_01"]["evidence_boxes"] is None
+
+
+def test_refcoco_from_ground_r1_jsonl_one_row_per_expression(tmp_path: Path) -> None:
+    from PIL import Image
+
+    for folder, size in [("RefCOCO/testB/images", (64, 48)), ("RefCOCO+/val/images", (80, 56))]:
+        (tmp_path / "img" / folder).mkdir(parents=True)
+        Image.new("RGB", size, (10, 20, 30)).save(tmp_path / "img" / folder / "img_1.png")
+    base = {"problem": "", "width": 64, "height": 48, "bboxs": [[4.0, 6.0, 20.5, 18.0]]}
+    records = [
+        {
+            **base,
+            "image": "RefCOCO/testB/images/img_1.png",
+            "dataset": "RefCOCO/testB",
+            "problem_id": 1581,
+            "solution": ["animal on left", "teddy bear left"],
+        },
+        {
+            **base,
+            "image": "/home/meng/data/RefCOCO+/val/images/img_1.png",
+            "width": 80,
+            "height": 56,
+            "dataset": "RefCOCO+/val",
+            "problem_id": 7,
+            "solution": ["the man"],
+        },
+        {**base, "image": "RefCOCO/testB/images/img_1.png", "dataset": "Flickr/val", "solution": ["x"]},
+        {**base, "image": "RefCOCO/testB/images/img_1.png", "dataset": "RefCOCO/testB", "width": 65, "solution": ["y"]},
+    ]
+    src = tmp_path / "RefCOCO_eval_subset_1000.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    args = ("--jsonl", src, "--image-root", tmp_path / "img", "--out", tmp_path / "o", "--skip-bad")
+    proc = run_main("refcoco_to_parquet.py", *args)
+    assert "records read 5 = rows written 3 + records skipped 2" in proc.stdout
+    assert "unknown data set: 1" in proc.stdout and "image size differs from the record: 1" in proc.stdout
+    rows = read_rows(tmp_path / "o" / "refcoco_testB.parquet")
+    assert [r["extra_info"]["expression"] for r in rows] == ["animal on left", "teddy bear left"]
+    for k, row in enumerate(rows):
+        assert row["data_source"] == "refcoco" and row["reward_model"]["ground_truth"] == [4.0, 6.0, 24.5, 24.0]
+        assert row["extra_info"]["split"] == "testB" and row["extra_info"]["source_id"] == "1581"
+        assert row["extra_info"]["sent_id"] == k and row["agent_name"] == "single_turn_agent"
+    (plus,) = read_rows(tmp_path / "o" / "refcoco+_val.parquet")
+    assert plus["data_source"] == "refcoco+" and plus["extra_info"]["expression"] == "the man"
+    assert plus["images"][0]["path"] == str((tmp_path / "img" / "RefCOCO+/val/images/img_1.png").resolve())

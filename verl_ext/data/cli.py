@@ -7,6 +7,7 @@ notes count what was repaired on the way (an evidence box clamped to the image) 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from collections import Counter
@@ -155,6 +156,35 @@ def _take(items: Iterable[T], limit: int | None) -> Iterator[T]:
         if limit is not None and i >= limit:
             return
         yield item
+
+
+def json_records(path: Path) -> Iterator[tuple[int, Any]]:
+    """(record number, record) of a JSONL file, streamed line by line, or of a JSON list, loaded whole.
+
+    A JSONL line that is not UTF-8 or not JSON comes as a BadRecord in place of the record, so that the
+    converter counts it (or stops on it) like any other bad record; a byte-order mark is allowed.
+    """
+    if path.suffix == ".jsonl":
+        with open(path, "rb") as f:
+            for number, raw in enumerate(f, 1):
+                try:
+                    line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+                except UnicodeDecodeError as e:
+                    yield number, BadRecord(path, f"line {number}", "text is not UTF-8", str(e))
+                    continue
+                if line.strip():
+                    try:
+                        yield number, json.loads(line)
+                    except ValueError as e:
+                        yield number, BadRecord(path, f"line {number}", "invalid JSON", str(e))
+        return
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8-sig"))
+    except ValueError as e:  # UnicodeDecodeError is a ValueError too
+        raise DataPrepError(f"{path}: invalid JSON ({e})") from e
+    if not isinstance(data, list):
+        raise DataPrepError(f"{path}: expected a JSON list of records")
+    yield from enumerate(data)
 
 
 def run(

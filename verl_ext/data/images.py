@@ -12,7 +12,7 @@ import hashlib
 import io
 import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from PIL import Image, UnidentifiedImageError
 
@@ -45,6 +45,19 @@ def resolve_in_root(root: Path, name: str, source: object, record: object) -> Pa
     if not path.is_relative_to(root):
         raise BadRecord(source, record, "image path escapes the image root", f"{name!r} not under {root}")
     return path
+
+
+def find_in_root(root: Path, name: str, source: object, record: object) -> Path:
+    """Like :func:`resolve_in_root`; an absolute ``name`` (a path on its authors' machine, as Ground-R1's files
+    hold) is matched by its longest tail that exists under ``root``."""
+    parts = PurePosixPath(name).parts
+    if name.startswith("/") and len(parts) > 1:
+        tails = ["/".join(parts[k:]) for k in range(1, len(parts))]
+        found = next((t for t in tails if (root / t).is_file()), None)
+        if found is None:
+            raise BadRecord(source, record, "missing image", f"no tail of {name} under {root}")
+        name = found
+    return resolve_in_root(root, name, source, record)
 
 
 def probe_bytes(data: bytes, source: object, record: object) -> ImageInfo:
