@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from verl_ext.answers import answer_type
 from verl_ext.data import cli
 from verl_ext.data.images import ImageStore, probe_bytes
-from verl_ext.data.rows import build_row, split_options, stored_image, vqa_messages
+from verl_ext.data.rows import split_options, stored_image, vqa_row
 from verl_ext.data.schema import ANSWER_SCHEMA
 from verl_ext.data.validation import (
     BadRecord,
@@ -140,22 +140,20 @@ class DeepEyesConverter:
         use_tool = env is not None and env.startswith(TOOL_ENV)
         image = stored_image(data, info, self.args.embed_images, ImageStore(self.args.out / "images" / path.stem))
         source_id = extra.get("index")
-        row = build_row(
+        row = vqa_row(
             data_source=deepeyes(path.stem),
-            messages=vqa_messages(question, options, self.args.protocol if use_tool else None),
+            question=question,
+            options=options,
+            answer=answer,
+            answer_type=kind,
             image=image,
-            ability=ability,
-            ground_truth=answer,
+            protocol=self.args.protocol if use_tool else None,
             extra_info={
                 "split": self.args.split,
-                "question": question,
-                "answer": answer,
-                "options": options or None,
-                "answer_type": kind,
                 "category": category,
                 "source_id": str(source_id if source_id is not None else number),
             },
-            use_tool=use_tool,
+            ability=ability,
         )
         if not use_tool:
             self.notes[NO_TOOL_NOTE] += 1

@@ -32,7 +32,7 @@ from typing import Any
 
 from verl_ext.data import cli
 from verl_ext.data.images import ImageStore, probe_bytes
-from verl_ext.data.rows import ImageRef, build_row, stored_image, vqa_messages
+from verl_ext.data.rows import ImageRef, stored_image, vqa_row
 from verl_ext.data.schema import ANSWER_SCHEMA
 from verl_ext.data.validation import (
     BadRecord,
@@ -166,24 +166,20 @@ class HrBenchConverter:
             raise image
         if self.args.embed_images and image.path is not None:
             image = ImageRef(None, image.width, image.height, image.path.read_bytes(), image.orientation)
-        extra = {
-            "split": SPLIT,
-            "question": question,
-            "answer": answer,
-            "options": options,
-            "answer_type": "multiple_choice",
-            "category": optional_text(record.get("category"), self.args.tsv, where, "category"),
-            "cycle_category": optional_text(record.get("cycle_category"), self.args.tsv, where, "cycle_category"),
-            "source_id": index,
-        }
-        row = build_row(
+        row = vqa_row(
             data_source=self.data_source,
-            messages=vqa_messages(question, options, self.args.protocol),
+            question=question,
+            options=options,
+            answer=answer,
+            answer_type="multiple_choice",
             image=image,
-            ability="vqa",
-            ground_truth=answer,
-            extra_info=extra,
-            use_tool=True,
+            protocol=self.args.protocol,
+            extra_info={
+                "split": SPLIT,
+                "category": optional_text(record.get("category"), self.args.tsv, where, "category"),
+                "cycle_category": optional_text(record.get("cycle_category"), self.args.tsv, where, "cycle_category"),
+                "source_id": index,
+            },
         )
         return self.data_source, row
 

@@ -40,7 +40,7 @@ from typing import Any
 from verl_ext.answers import answer_type
 from verl_ext.data import cli
 from verl_ext.data.images import find_in_root, probe_file
-from verl_ext.data.rows import ImageRef, build_row, split_options, vqa_messages
+from verl_ext.data.rows import ImageRef, split_options, vqa_row
 from verl_ext.data.schema import ANSWER_SCHEMA
 from verl_ext.data.validation import (
     BadRecord,
@@ -142,24 +142,20 @@ class VisualCotConverter:
         source_id = next((record[k] for k in ("question_id", "problem_id", "id") if record.get(k) is not None), number)
         question, options, answer, kind = self.answer(record, question, answer, f"{self.args.seed}:{source_id}", where)
         boxes = self.evidence(raw + suffix_boxes, image)
-        extra = {
-            "split": self.args.split,
-            "question": question,
-            "answer": answer,
-            "options": options or None,
-            "answer_type": kind,
-            "category": dataset,
-            "source_id": str(source_id),
-            "evidence_boxes": boxes or None,
-        }
-        row = build_row(
+        row = vqa_row(
             data_source=VISUAL_COT,
-            messages=vqa_messages(question, options, self.args.protocol),
+            question=question,
+            options=options,
+            answer=answer,
+            answer_type=kind,
             image=image.embedded() if self.args.embed_images else image,
-            ability="vqa",
-            ground_truth=answer,
-            extra_info=extra,
-            use_tool=True,
+            protocol=self.args.protocol,
+            extra_info={
+                "split": self.args.split,
+                "category": dataset,
+                "source_id": str(source_id),
+                "evidence_boxes": boxes or None,
+            },
         )
         return src.stem, row
 

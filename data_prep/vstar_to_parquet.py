@@ -22,7 +22,7 @@ from typing import Any
 
 from verl_ext.data import cli
 from verl_ext.data.images import probe_file, resolve_in_root
-from verl_ext.data.rows import ImageRef, build_row, vqa_messages
+from verl_ext.data.rows import ImageRef, vqa_row
 from verl_ext.data.schema import ANSWER_SCHEMA
 from verl_ext.data.validation import BadRecord, DataPrepError, check_options, check_prompt_text, evidence_box
 from verl_ext.data_sources import VSTAR
@@ -69,24 +69,15 @@ class VstarConverter:
         random.Random(f"{self.args.seed}:{qid}").shuffle(order)
         shuffled = [options[i] for i in order]
         answer = chr(ord("A") + order.index(0))
-        extra = {
-            "split": SPLIT,
-            "question": question,
-            "answer": answer,
-            "options": shuffled,
-            "answer_type": "multiple_choice",
-            "category": category,
-            "source_id": qid,
-            "evidence_boxes": boxes or None,
-        }
-        row = build_row(
+        row = vqa_row(
             data_source=VSTAR,
-            messages=vqa_messages(question, shuffled, self.args.protocol),
+            question=question,
+            options=shuffled,
+            answer=answer,
+            answer_type="multiple_choice",
             image=image.embedded() if self.args.embed_images else image,
-            ability="vqa",
-            ground_truth=answer,
-            extra_info=extra,
-            use_tool=True,
+            protocol=self.args.protocol,
+            extra_info={"split": SPLIT, "category": category, "source_id": qid, "evidence_boxes": boxes or None},
         )
         return VSTAR, row
 

@@ -101,6 +101,31 @@ def build_row(
     return row
 
 
+def vqa_row(
+    *,
+    data_source: str,
+    question: str,
+    options: list[str] | None,
+    answer: str,
+    answer_type: str,
+    image: ImageRef,
+    protocol: str | None,
+    extra_info: dict[str, Any],
+    ability: str = "vqa",
+) -> dict[str, Any]:
+    """A VQA row: the question (with lettered options) and its answer; ``protocol`` None means no zoom tool."""
+    extra = {**extra_info, "question": question, "answer": answer, "options": options or None}
+    return build_row(
+        data_source=data_source,
+        messages=vqa_messages(question, options, protocol),
+        image=image,
+        ability=ability,
+        ground_truth=answer,
+        extra_info={**extra, "answer_type": answer_type},
+        use_tool=protocol is not None,
+    )
+
+
 def validate_row(row: dict[str, Any]) -> None:
     """Invariants every converter must keep (a failure here is a converter bug, not bad input)."""
     extra = row["extra_info"]
