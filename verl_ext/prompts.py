@@ -29,6 +29,12 @@ SYSTEM_HERMES = (
     "as a new image, or give the final answer inside <answer></answer>."
 )
 
+#: Rows without the zoom tool (e.g. DeepEyes rows of another environment): the same turn format, no tool.
+SYSTEM_NO_TOOL = (
+    "You answer questions about an image. First reason inside <think></think>, then give the final answer "
+    "inside <answer></answer>."
+)
+
 VQA_USER = "<image>\n{question}"
 MULTIPLE_CHOICE_USER = "<image>\n{question}\n{options}\nAnswer with the option's letter."
 GROUNDING_USER = (

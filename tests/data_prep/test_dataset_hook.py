@@ -97,6 +97,15 @@ def test_hook_frame_equals_what_the_processor_produces(
 
 
 def test_hook_refuses_bounds_the_processor_would_undo(refcoco_out: Path, tmp_path: Path, processor) -> None:
-    cfg = config(tmp_path, max_pixels=TINY_MAX_PIXELS * 4)
+    cfg = config(tmp_path, min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS * 4)
     with pytest.raises(ValueError, match="outside the processor's own bounds"):
         GroundR1Dataset(str(refcoco_out / "val.parquet"), processor.tokenizer, cfg, processor=processor)
+
+
+@pytest.mark.parametrize(
+    "bounds,match",
+    [({"max_pixels": TINY_MAX_PIXELS}, "data.min_pixels must be a positive integer"), ({}, "data.min_pixels")],
+)
+def test_hook_never_guesses_pixel_bounds(refcoco_out: Path, tmp_path: Path, processor, bounds, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        GroundR1Dataset(str(refcoco_out / "val.parquet"), processor.tokenizer, config(tmp_path, **bounds), processor)

@@ -21,7 +21,7 @@ from dp_fixtures import (
     write_vstar,
 )
 
-from verl_ext.prompts import SYSTEM_BOX
+from verl_ext.prompts import SYSTEM_BOX, SYSTEM_NO_TOOL
 
 
 @pytest.mark.parametrize("quoting", ["pandas default", "QUOTE_ALL with BOM"])
@@ -214,7 +214,10 @@ def test_deepeyes_prompt_holds_only_the_question_and_env_name_decides_the_tool(t
     ]
     assert car["extra_info"]["question"] == "What is the color of the car?"
     assert car["agent_name"] == "ground_r1_tool_agent"
-    assert rain["prompt"] == [{"role": "user", "content": "<image>\nIs it raining?"}]
+    assert rain["prompt"] == [
+        {"role": "system", "content": SYSTEM_NO_TOOL},  # the reward's turn format, without the zoom tool
+        {"role": "user", "content": "<image>\nIs it raining?"},
+    ]
     assert rain["agent_name"] == "single_turn_agent" and rain["extra_info"]["answer_type"] == "yes_no"
     assert tall["extra_info"]["question"] == "How tall is it in m?"  # the instruction on the question's own line
     assert tall["extra_info"]["answer_type"] == "number"

@@ -145,13 +145,13 @@ def validate_row(row: dict[str, Any]) -> None:
 
 
 def vqa_messages(question: str, options: list[str] | None, protocol: str | None) -> list[dict[str, str]]:
-    """A user turn with the image, the question and lettered options; with a zoom protocol, its system turn first."""
+    """A system turn (the zoom protocol's, or the plain turn format without a tool), then the image and question."""
     if options:
         user = prompts.fill(prompts.MULTIPLE_CHOICE_USER, question=question, options=prompts.format_options(options))
     else:
         user = prompts.fill(prompts.VQA_USER, question=question)
-    turn = {"role": "user", "content": user}
-    return [turn] if protocol is None else [{"role": "system", "content": SYSTEM_PROMPTS[protocol]}, turn]
+    system = prompts.SYSTEM_NO_TOOL if protocol is None else SYSTEM_PROMPTS[protocol]
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
 def grounding_messages(expression: str, protocol: str | None) -> list[dict[str, str]]:
