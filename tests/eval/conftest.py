@@ -1,0 +1,19 @@
+"""Evaluation tests: the fixture helpers in eval_fixtures.py (tests are not a package here) and shared fixtures."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tokenizer, processor (tiny pixel bounds) and config of a tiny Qwen2.5-VL: what the agent loop needs of the
+    served model (the openai back end generates elsewhere)."""
+    from verl_ext.testing.tiny_qwen import build_tiny_qwen25vl
+
+    return build_tiny_qwen25vl(tmp_path_factory.mktemp("tiny-qwen"), with_model=False)
