@@ -27,6 +27,8 @@ setup(
         "rouge-score",
         "math-verify[antlr4_9_3]",
         "tqdm",
+        # The evaluation harness's openai back end (any OpenAI-compatible chat server).
+        "openai",
     ],
     extras_require={
         "test": ["pytest", "pytest-asyncio", "pytest-timeout", "hypothesis", "ruff"],
