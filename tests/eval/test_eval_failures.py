@@ -1,0 +1,124 @@
+"""Bad input never stops the run and never counts as correct; a rerun resumes; an impossible config stops first."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pyarrow.parquet as pq
+import pytest
+from eval_fixtures import ChatServer, answer, first_user_text, overrides, read_jsonl, run_eval, user_text, vstar_parquet
+
+
+@pytest.fixture
+def vstar(tmp_path):
+    path = vstar_parquet(tmp_path)
+    return path, pq.read_table(path).to_pylist()
+
+
+def right_answers(rows) -> dict[str, list]:
+    return {user_text(r): [answer(r["reward_model"]["ground_truth"])] for r in rows}
+
+
+def test_failures_are_recorded_counted_and_retried(vstar, tmp_path, tiny_model_dir):
+    path, rows = vstar
+    image = rows[0]["images"][0]["path"]
+    original = open(image, "rb").read()
+    open(image, "wb").write(b"not a jpeg at all")  # row 0: corrupt image
+    table = right_answers(rows)
+    table[user_text(rows[1])] = [("status", 500)]  # row 1: the server errors
+    table[user_text(rows[2])] = [("hang", 5)]  # row 2: the server hangs past the request timeout
+    out = tmp_path / "out"
+
+    def args(server: ChatServer, *extra: str) -> list[str]:
+        return overrides(tiny_model_dir, [path], out, server.base_url, "eval.request_timeout=1", *extra)
+
+    with ChatServer(table) as server:
+        summary = run_eval(args(server))
+    records = {r["position"]: r for r in read_jsonl(out / "trajectories.jsonl")}
+    assert "row could not be loaded" in records[0]["failed"]
+    assert "InternalServerError" in records[1]["failed"]
+    assert "Timeout" in records[2]["failed"]
+    assert records[3]["failed"] is None and records[3]["acc"] == 1.0
+    assert all(records[k]["acc"] == 0.0 for k in (0, 1, 2))
+    assert summary["vstar/n"] == 4 and summary["vstar/failed"] == 3 and summary["vstar/acc"] == 0.25
+
+    # eval.retry_failed=false keeps the failures: nothing is asked again.
+    with ChatServer(right_answers(rows)) as server:
+        kept = run_eval(args(server, "eval.retry_failed=false"))
+        assert server.requests == []
+    assert kept == summary
+
+    # Default: failed questions are retried; the finished one is not.
+    open(image, "wb").write(original)
+    with ChatServer(right_answers(rows)) as server:
+        retried = run_eval(args(server))
+        asked = [first_user_text(r) for r in server.requests]
+    assert len(asked) == 3 and not any(user_text(rows[3]) in text for text in asked)
+    assert retried["vstar/failed"] == 0 and retried["vstar/acc"] == 1.0
+    assert len(read_jsonl(out / "trajectories.jsonl")) == 4
+
+
+def test_rerun_skips_finished_questions_and_drops_a_half_written_line(vstar, tmp_path, tiny_model_dir):
+    path, rows = vstar
+    out = tmp_path / "out"
+    with ChatServer(right_answers(rows)) as server:
+        first = run_eval(overrides(tiny_model_dir, [path], out, server.base_url))
+    lines = (out / "trajectories.jsonl").read_text().splitlines(keepends=True)
+    assert len(lines) == 4
+    # Interrupted mid-write: two questions finished, the third cut inside its line.
+    (out / "trajectories.jsonl").write_text(lines[0] + lines[1] + lines[2][: len(lines[2]) // 2])
+    done = {json.loads(line)["key"] for line in lines[:2]}
+    with ChatServer(right_answers(rows)) as server:
+        second = run_eval(overrides(tiny_model_dir, [path], out, server.base_url))
+        assert len(server.requests) == 2
+    records = read_jsonl(out / "trajectories.jsonl")
+    assert len(records) == 4 and len({r["key"] for r in records}) == 4
+    assert done <= {r["key"] for r in records}
+    assert second == first
+
+
+def test_n_samples_give_mean_and_pass(vstar, tmp_path, tiny_model_dir):
+    """Two samples per question; the server answers each question's first request right and later ones wrong."""
+    path, rows = vstar
+    out = tmp_path / "out"
+    seen: dict[str, int] = {}
+
+    class Alternating(ChatServer):
+        def reply(self, request):
+            row = next(r for r in rows if user_text(r) in first_user_text(request))
+            seen[user_text(row)] = seen.get(user_text(row), 0) + 1
+            return answer(row["reward_model"]["ground_truth"] if seen[user_text(row)] == 1 else "Z")
+
+    with Alternating({}) as server:
+        summary = run_eval(overrides(tiny_model_dir, [path], out, server.base_url, "eval.n=2"))
+    assert summary["vstar/samples"] == 8 and summary["vstar/n"] == 4
+    assert summary["vstar/acc"] == 0.5 and summary["vstar/pass@2"] == 1.0
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (["eval.backend=tgi"], "eval.backend"),
+        (["data.val_files=[]"], "data.val_files"),
+        (["eval.out_dir=null"], "eval.out_dir"),
+        ([f"eval.base_url=http://127.0.0.1:{_closed_port()}/v1"], "eval.base_url"),
+        (["eval.model_name=other-model"], "eval.model_name"),
+    ],
+)
+def test_impossible_config_stops_before_any_work(change, message, vstar, tmp_path, tiny_model_dir, capsys):
+    path, rows = vstar
+    out = tmp_path / "out"
+    with ChatServer(right_answers(rows)) as server:
+        with pytest.raises(SystemExit) as stop:
+            run_eval(overrides(tiny_model_dir, [path], out, server.base_url, *change))
+        assert server.requests == []
+    assert stop.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (out / "trajectories.jsonl").exists()
