@@ -78,19 +78,19 @@ def source_metrics(
     return out
 
 
-def hr_bench_cycle_accuracy(rows: Sequence[tuple[str, str, float]]) -> dict[str, float]:
+def hr_bench_cycle_accuracy(rows: Sequence[tuple[str | None, str | None, float]]) -> dict[str, float]:
     """VLMEvalKit's HR-Bench score of ``(cycle_category, category, hit)`` rows: cycle-averaged overall and per
     category, and the per-cycle values (``cycle:<name>``)."""
-    by_cycle: dict[str, list[tuple[str, float]]] = defaultdict(list)
-    for cycle, category, hit in rows:
-        by_cycle[cycle].append((category, hit))
+    by_cycle: dict[str, list[tuple[str | None, float]]] = defaultdict(list)
+    for cycle, category, hit in rows:  # rows without a cycle (in-training data lacking it) form one cycle
+        by_cycle[str(cycle) if cycle is not None else "none"].append((category, hit))
     overall, per_category, out = [], defaultdict(list), {}
     for cycle in sorted(by_cycle):
         hits = by_cycle[cycle]
         value = _mean(h for _, h in hits)
         overall.append(value)
         out[f"cycle:{cycle}"] = value
-        for category in sorted({c for c, _ in hits}):
+        for category in sorted({c for c, _ in hits if c is not None}):
             per_category[category].append(_mean(h for c, h in hits if c == category))
     out["all"] = _mean(overall)
     for category, values in per_category.items():
