@@ -44,6 +44,9 @@ def noise_image(width: int, height: int, seed: int = 0) -> Image.Image:
 class ScriptedServer:
     """Stands in for veRL's LLM server client: each trajectory replays ``script`` turn by turn.
 
+    A turn is text (encoded with the tokenizer, so special-token spellings become special ids) or a list of token
+    ids (how a model spells a special token out of ordinary pieces); ``<|im_end|>`` ends every turn.
+
     Same ``generate(request_id, *, prompt_ids, sampling_params, image_data, ...) -> TokenOutput`` contract as
     the fakes in veRL's ``tests/experimental/agent_loop/*_on_cpu.py``. Records what every call received.
     """
@@ -71,8 +74,8 @@ class ScriptedServer:
                 "sampling_params": dict(sampling_params),
             }
         )
-        text = self.script[turn]
-        ids = self.tokenizer.encode(text, add_special_tokens=False)
+        item = self.script[turn]
+        ids = list(item) if isinstance(item, list) else self.tokenizer.encode(item, add_special_tokens=False)
         ids.append(self.tokenizer.convert_tokens_to_ids("<|im_end|>"))
         return TokenOutput(token_ids=ids, log_probs=[0.0] * len(ids))
 

@@ -1,4 +1,5 @@
-"""The zoom tool on its own: exact crops from the original, image sources, per-trajectory decoding, records."""
+"""The zoom tool on its own: exact crops from the original decoded the project's one way, image sources, row data
+treated like model output (invalid record and message, never a raise or a hang), one shared decode per image."""
 
 from __future__ import annotations
 
@@ -6,14 +7,16 @@ import asyncio
 import io
 import json
 import math
+import os
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 from verl.tools.tool_registry import initialize_tools_from_config
 
 from verl_ext.evidence import ZOOM_RECORDS_KEY, evidence_scale
+from verl_ext.geometry import Frame
 from verl_ext.tools.region_zoom import TOOL_NAME, RegionZoomTool
 
 BOUNDS = {"min_pixels": 3136, "max_pixels": 401408}
@@ -27,7 +30,9 @@ def coordinate_image(width: int, height: int) -> Image.Image:
 
 
 def zoom(tool: RegionZoomTool, agent_data, parameters, **create_kwargs):
-    """One create/execute/release cycle, as ToolAgentLoop runs it around every call."""
+    """One create/execute/release cycle, as ToolAgentLoop runs it around every call; the row carries the run's
+    pixel bounds (as the dataset hook writes them) unless a test overrides them (``None`` drops one)."""
+    create_kwargs = {k: v for k, v in {**BOUNDS, **create_kwargs}.items() if v is not None}
 
     async def cycle():
         instance_id, _ = await tool.create(create_kwargs=create_kwargs)
@@ -41,7 +46,7 @@ def zoom(tool: RegionZoomTool, agent_data, parameters, **create_kwargs):
 
 @pytest.fixture
 def tool(tmp_path) -> RegionZoomTool:
-    return RegionZoomTool({"type": "native", "image_root": str(tmp_path), **BOUNDS})
+    return RegionZoomTool({"type": "native", "image_root": str(tmp_path)})
 
 
 def test_crop_is_the_matching_region_of_a_downscaled_original(tool, tmp_path, agent_data):
@@ -81,7 +86,7 @@ def test_too_thin_region_is_refused(tool, tmp_path, agent_data):
 
 
 def test_image_bytes_and_row_pixel_bounds(tool, agent_data):
-    """image_bytes work; a row's min/max_pixels (the run's processor bounds) override the tool config's."""
+    """image_bytes work; the row's min/max_pixels (the run's processor bounds) set the frame the box is read in."""
     buf = io.BytesIO()
     coordinate_image(1000, 700).save(buf, format="PNG")
     kwargs = {"image_bytes": buf.getvalue(), "min_pixels": 3136, "max_pixels": 64 * 28 * 28}
@@ -90,19 +95,86 @@ def test_image_bytes_and_row_pixel_bounds(tool, agent_data):
     assert "252x168 image" in response.text
 
 
-def test_original_is_decoded_once_per_trajectory(tool, tmp_path, monkeypatch):
+def test_one_decode_per_image_while_held_and_released_after(tool, tmp_path, monkeypatch):
+    """Trajectories zooming into the same image share one decoded copy; once every holder released it, the copy is
+    gone (the next trajectory decodes again); a different image is decoded on its own."""
     coordinate_image(640, 480).save(tmp_path / "a.png")
+    coordinate_image(320, 240).save(tmp_path / "b.png")
     opened = []
     real_open = Image.open
     monkeypatch.setattr(Image, "open", lambda fp, *a, **k: opened.append(fp) or real_open(fp, *a, **k))
-    first, second = SimpleNamespace(extra_fields={}), SimpleNamespace(extra_fields={})
+    first, second, other = (SimpleNamespace(extra_fields={}) for _ in range(3))
     for _ in range(3):
         zoom(tool, first, {"bbox_2d": [10, 10, 100, 100]}, image_path="a.png")
     zoom(tool, second, {"bbox_2d": [10, 10, 100, 100]}, image_path="a.png")
-    assert len(opened) == 2  # one per trajectory, not one per call
+    zoom(tool, other, {"bbox_2d": [10, 10, 100, 100]}, image_path="b.png")
+    assert len(opened) == 2 and len(tool.originals) == 2
     assert [r["valid"] for r in first.extra_fields[ZOOM_RECORDS_KEY]] == [True] * 3
-    # The decoded image stays off extra_fields, which veRL serialises.
-    json.dumps(first.extra_fields)
+    json.dumps(first.extra_fields)  # the decoded image stays off extra_fields, which veRL serialises
+
+    for trajectory in (first, second, other):
+        tool.release_trajectory(trajectory)
+    assert len(tool.originals) == 0 and tool.originals.held_bytes == 0
+    zoom(tool, SimpleNamespace(extra_fields={}), {"bbox_2d": [10, 10, 100, 100]}, image_path="a.png")
+    assert len(opened) == 3
+
+
+def test_an_original_over_the_cache_budget_is_decoded_per_trajectory(tmp_path):
+    """The cache never holds more than its budget: an image that does not fit is the trajectory's own copy."""
+    coordinate_image(640, 480).save(tmp_path / "a.png")  # 0.9 MB decoded, over a 0 MB budget
+    tool = RegionZoomTool({"type": "native", "image_root": str(tmp_path), "cache_mb": 1})
+    tool.originals.budget_bytes = 0
+    trajectories = [SimpleNamespace(extra_fields={}) for _ in range(2)]
+    for t in trajectories:
+        zoom(tool, t, {"bbox_2d": [10, 10, 100, 100]}, image_path="a.png")
+        assert t.extra_fields[ZOOM_RECORDS_KEY][0]["valid"]
+    assert len(tool.originals) == 0 and tool.originals.decodes == 2
+
+
+@pytest.mark.parametrize(
+    "orientation, mode", [(6, "RGB"), (8, "RGB"), (3, "RGB"), (1, "RGBA")], ids=["exif6", "exif8", "exif3", "rgba"]
+)
+def test_crop_is_cut_from_the_image_the_model_saw(tool, tmp_path, agent_data, orientation, mode):
+    """EXIF orientation applied and transparency on white, as veRL's dataset and Qwen's loader show the image."""
+    pixels = np.asarray(coordinate_image(600, 400))
+    if mode == "RGBA":
+        alpha = np.where((np.arange(600)[None, :] // 50) % 2 == 0, 0, 255).repeat(400, 0).astype(np.uint8)
+        stored = Image.fromarray(np.dstack([pixels, alpha]), "RGBA")
+        name = "alpha.png"
+        stored.save(tmp_path / name)
+        seen = np.where(alpha[..., None] == 0, 255, pixels).astype(np.uint8)  # transparent columns -> white
+    else:
+        stored = Image.fromarray(pixels, "RGB")
+        exif = stored.getexif()
+        exif[0x0112] = orientation
+        name = f"o{orientation}.png"  # PNG keeps the pixels exact; Pillow reads its eXIf orientation like JPEG's
+        stored.save(tmp_path / name, exif=exif)
+        seen = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / name)).convert("RGB"))
+    h, w = seen.shape[:2]
+    response, _, _ = zoom(tool, agent_data, {"bbox_2d": [0, 0, 56, 84]}, image_path=name)
+    (record,) = agent_data.extra_fields[ZOOM_RECORDS_KEY]
+    x1, y1, x2, y2 = (int(v) for v in record["bbox_original"])
+    assert f"{tool_frame(w, h)} image" in response.text
+    np.testing.assert_array_equal(np.asarray(response.image[0]), seen[y1:y2, x1:x2])
+
+
+def tool_frame(width: int, height: int) -> str:
+    frame = Frame.of(width, height, **BOUNDS)
+    return f"{frame.resized_width}x{frame.resized_height}"
+
+
+def test_orientation_6_jpeg_crop_matches_the_oriented_image(tool, tmp_path, agent_data):
+    """A real camera JPEG (orientation 6, a quarter turn): the crop is the region of the turned picture."""
+    stored = coordinate_image(600, 400)
+    exif = stored.getexif()
+    exif[0x0112] = 6
+    stored.save(tmp_path / "camera.jpg", exif=exif, quality=95)
+    seen = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "camera.jpg")).convert("RGB"))
+    assert seen.shape[:2] == (600, 400)  # portrait once turned
+    response, _, _ = zoom(tool, agent_data, {"bbox_2d": [28, 300, 140, 560]}, image_path="camera.jpg")
+    x1, y1, x2, y2 = (int(v) for v in agent_data.extra_fields[ZOOM_RECORDS_KEY][0]["bbox_original"])
+    assert y2 > 400  # only possible in the oriented (400 wide, 600 high) frame
+    np.testing.assert_array_equal(np.asarray(response.image[0]), seen[y1:y2, x1:x2])
 
 
 @pytest.mark.parametrize(
@@ -111,14 +183,24 @@ def test_original_is_decoded_once_per_trajectory(tool, tmp_path, monkeypatch):
         ({}, "neither image_path nor image_bytes"),
         ({"image_path": "../outside.png"}, "escapes image_root"),
         ({"image_path": "/etc/passwd"}, "escapes image_root"),
-        ({"image_path": "missing.png"}, "cannot decode"),
+        ({"image_path": "missing.png"}, "No such file"),
         ({"image_bytes": b"not an image"}, "cannot decode"),
         ({"image_bytes": "a string"}, "image_bytes must be bytes"),
         ({"image_path": "a.png", "max_pixels": -1}, "max_pixels must be a positive integer"),
+        ({"image_path": "a.png", "min_pixels": 5000, "max_pixels": 4000}, "min_pixels 5000 exceed its max_pixels"),
+        ({"image_path": "a.png", "min_pixels": None}, "lack min_pixels"),
+        ({"image_path": "a.png", "max_pixels": None}, "lack max_pixels"),
+        ({"image_path": "a\x00.png"}, "contains a NUL"),
+        ({"image_path": "fifo"}, "not a regular file"),
+        ({"image_path": "."}, "not a regular file"),
+        ({"image_path": ["a.png"]}, "image_path must be a string"),
     ],
 )
 def test_unavailable_original_is_an_invalid_call_not_a_crash(tool, tmp_path, agent_data, create_kwargs, reason):
+    """Row data gets model-output treatment: one invalid record and a message, promptly (a FIFO would block a
+    reader forever), never an exception."""
     coordinate_image(64, 64).save(tmp_path / "a.png")
+    os.mkfifo(tmp_path / "fifo")
     response, _, _ = zoom(tool, agent_data, {"bbox_2d": [0, 0, 10, 10]}, **create_kwargs)
     assert response.image is None and "image is unavailable" in response.text and reason in response.text
     (record,) = agent_data.extra_fields[ZOOM_RECORDS_KEY]
@@ -137,10 +219,9 @@ def test_relative_path_needs_an_image_root(tmp_path):
 
 def test_tool_yaml_loads_through_verl(tool_yaml, tmp_path, monkeypatch):
     """The recipe's YAML goes through veRL's own loader; image_root can come from GROUND_R1_IMAGE_ROOT."""
-    (tool,) = initialize_tools_from_config(str(tool_yaml(tmp_path / "t.yaml", tmp_path)))
+    (tool,) = initialize_tools_from_config(str(tool_yaml(tmp_path / "t.yaml", tmp_path, max_zooms=3, cache_mb=7)))
     assert isinstance(tool, RegionZoomTool) and tool.name == TOOL_NAME
-    assert (tool.max_zooms, tool.min_pixels, tool.max_pixels) == (4, 3136, 401408)
-    assert tool.tool_schema.function.parameters.required == ["bbox_2d"]
+    assert (tool.max_zooms, tool.originals.budget_bytes) == (3, 7 * 2**20)
     monkeypatch.setenv("GROUND_R1_IMAGE_ROOT", str(tmp_path / "root"))
     from verl_ext.tools import region_zoom
 
@@ -153,8 +234,10 @@ def test_tool_yaml_loads_through_verl(tool_yaml, tmp_path, monkeypatch):
     "config, message",
     [
         ({"max_zooms": 0}, "max_zooms"),
-        ({"min_pixels": 5000, "max_pixels": 4000}, "min_pixels"),
-        ({"max_pixels": "big"}, "max_pixels"),
+        ({"min_pixels": 3136}, "rows carry the run's data.min_pixels"),
+        ({"max_pixels": 401408}, "rows carry the run's data.max_pixels"),
+        ({"cache_mb": -1}, "cache_mb"),
+        ({"decode_timeout_s": 0}, "decode_timeout_s"),
     ],
 )
 def test_bad_tool_config_fails_at_start(config, message):

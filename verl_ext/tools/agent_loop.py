@@ -11,6 +11,10 @@ showing the crop); its record is then marked invalid, so the evidence scale only
 model actually saw. It also caps each assistant turn at ``max_tokens_per_turn`` tokens (the paper's 512),
 which veRL 0.9.1 has no setting for; set it through veRL's agent-loop config file (the recipe's
 ``config/agent_loop.yaml``).
+
+The loop hands the zoom tool's decoded original back when the rollout ends (the tool shares one decoded copy
+per image between a worker's trajectories), and answers a call to an unknown tool without quoting the name the
+model wrote (veRL's own message echoes it into the tool turn, where it would be tokenized with special tokens).
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ from typing import Any
 
 from verl.experimental.agent_loop.agent_loop import AgentLoopOutput, register
 from verl.experimental.agent_loop.tool_agent_loop import AgentData, AgentState, ToolAgentLoop
+from verl.experimental.agent_loop.tool_parser import FunctionCall
+from verl.tools.schemas import ToolResponse
 
 from verl_ext.evidence import ZOOM_RECORDS_KEY
-from verl_ext.tools import AGENT_NAME
+from verl_ext.tools import AGENT_NAME, TOOL_NAME
 
 UNSEEN_REASON = "crop not shown: the response budget ran out before the tool turn"
 
@@ -35,11 +41,32 @@ class ZoomToolAgentLoop(ToolAgentLoop):
         if max_tokens_per_turn is not None and int(max_tokens_per_turn) < 1:
             raise ValueError(f"max_tokens_per_turn must be >= 1 (or null for no cap), got {max_tokens_per_turn}")
         self.max_tokens_per_turn = None if max_tokens_per_turn is None else int(max_tokens_per_turn)
+        self.agent_data: AgentData | None = None  # this rollout's state (one loop instance per trajectory)
 
     async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> AgentLoopOutput:
-        output = await super().run(sampling_params, **kwargs)
+        try:
+            output = await super().run(sampling_params, **kwargs)
+        finally:
+            zoom_tool = self.tools.get(TOOL_NAME)
+            if self.agent_data is not None and hasattr(zoom_tool, "release_trajectory"):
+                zoom_tool.release_trajectory(self.agent_data)
         output.extra_fields.setdefault(ZOOM_RECORDS_KEY, [])
         return output
+
+    async def _handle_pending_state(self, agent_data: AgentData, *args: Any, **kwargs: Any) -> AgentState:
+        """Build the prompt; keep a handle on the rollout's state so ``run`` can release what the tool holds."""
+        self.agent_data = agent_data
+        return await super()._handle_pending_state(agent_data, *args, **kwargs)
+
+    async def _call_tool(
+        self, tool_call: FunctionCall, tools_kwargs: dict[str, Any], agent_data: AgentData
+    ) -> tuple[ToolResponse, float, dict]:
+        """veRL's tool call, except that an unknown tool name is refused without echoing it."""
+        active_tools = getattr(agent_data, "_active_tools", self.tools)
+        if tool_call.name not in active_tools:
+            names = ", ".join(sorted(active_tools))
+            return ToolResponse(text=f"Unknown tool. Available tools: {names}."), 0.0, {}
+        return await super()._call_tool(tool_call, tools_kwargs, agent_data)
 
     async def _handle_processing_tools_state(self, agent_data: AgentData, *args: Any, **kwargs: Any) -> AgentState:
         """Run the turn's tool calls; if veRL drops their turn for lack of budget, the crops were never shown."""

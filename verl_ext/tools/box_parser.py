@@ -8,8 +8,11 @@ Registered with ``ToolParser.register`` as ``ground_r1_box``; select it with
 Malformed boxes are not dropped: the call still goes to the tool, which answers with an error text
 and records the call invalid. The box content is passed as parsed JSON when it parses (a list of the
 wrong length, nested lists, strings inside, NaN...), otherwise as the raw string; a ``<box>`` left
-open at the end of the turn counts as a box too. Boxes inside ``<think>`` are reasoning, not calls,
-and a turn that gives an ``<answer>`` is final: its boxes are not executed.
+open at the end of the turn counts as a box too. The parser never raises: content longer than
+``MAX_BOX_CHARS`` (no box needs more) is passed on unparsed, so deep brackets cannot exhaust ``json``'s
+recursion, and a ``RecursionError`` inside that bound is treated as "does not parse".
+Boxes inside ``<think>`` are reasoning, not calls, and a turn that gives an ``<answer>`` is final: its boxes
+are not executed.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from verl.utils.ray_utils import get_event_loop
 from verl_ext.tools import TOOL_NAME
 
 PARSER_NAME = "ground_r1_box"
+#: Longest ``<box>`` content parsed as JSON; longer content goes to the tool as (truncated) text.
+MAX_BOX_CHARS = 512
 
 _THINK = regex.compile(r"<think>.*?(?:</think>|$)", regex.DOTALL)
 _BOX = regex.compile(r"<box>(.*?)(?:</box>|$)", regex.DOTALL)
@@ -34,9 +39,11 @@ _ANSWER = "<answer>"
 def box_arguments(content: str) -> dict[str, Any]:
     """``{"bbox_2d": ...}`` for the text inside one ``<box>``: its JSON value if it parses, else the raw text."""
     text = content.strip()
+    if len(text) > MAX_BOX_CHARS:
+        return {"bbox_2d": text[:MAX_BOX_CHARS]}
     try:
         value: Any = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         value = text
     return {"bbox_2d": value}
 
