@@ -25,7 +25,7 @@ from eval_fixtures import (
     zoom,
 )
 
-from verl_ext.eval.metrics import records_from_validation, validation_metrics
+from verl_ext.eval.metrics import records_from_validation, rows_by_uid, validation_metrics
 from verl_ext.imaging import load_rgb
 
 #: HR-Bench rows 0..6 (even: single = FSP, odd: cross = FCP): cycle_0 holds four rows, cycle_1 three.
@@ -185,13 +185,17 @@ def test_in_training_validation_metrics_are_the_harness_numbers(evaluated):
     """The trainer's view (data sources, uids, reward extra info, extra_info) gives the same headline numbers."""
     summary, records, *_ = evaluated
     reward_infos = {k: [r[k] for r in records] for k in ("acc", "iou", "evidence_scale", "num_zooms")}
-    extra = [{k: r[k] for k in ("split", "category", "cycle_category")} for r in records]
+    # What veRL's _validate leaves in the dataloader's batch dicts: a uid column next to extra_info and reward_model.
+    batch = {
+        "uid": np.array([r["key"] for r in records], dtype=object),
+        "extra_info": np.array([{k: r[k] for k in ("split", "category", "cycle_category")} for r in records]),
+        "reward_model": np.array([{"ground_truth": r["ground_truth"]} for r in records]),
+    }
     val = validation_metrics(
         records_from_validation(
-            [r["data_source"] for r in records], [r["key"] for r in records], reward_infos, extra,
-            [r["ground_truth"] for r in records],
+            [r["data_source"] for r in records], [r["key"] for r in records], reward_infos, rows_by_uid([batch])
         )
-    )  # fmt: skip
+    )
     core = {k: v for k, v in val.items() if k.startswith("val-core/")}
     assert core == pytest.approx(
         {

@@ -77,8 +77,9 @@ class _InProcessReward:
 async def _run(config: DictConfig, files: list[str]) -> dict[str, float]:
     from verl.experimental.agent_loop.agent_loop import AgentLoopWorker
     from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
+    from verl.protocol import DataProto
     from verl.utils import hf_processor, hf_tokenizer
-    from verl.utils.dataset.rl_dataset import get_dataset_class
+    from verl.utils.dataset.rl_dataset import collate_fn, get_dataset_class
 
     out_dir = Path(config.eval.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -87,7 +88,7 @@ async def _run(config: DictConfig, files: list[str]) -> dict[str, float]:
         print("[eval] eval.n > 1 with greedy decoding repeats one answer; set actor_rollout_ref.rollout.val_kwargs.*")
     model_path = str(config.actor_rollout_ref.model.path)
     tokenizer, processor = hf_tokenizer(model_path), hf_processor(model_path)
-    client, keep_alive = await make_client(config, tokenizer)
+    client, server_manager = await make_client(config, tokenizer)  # the manager (vllm) is held for the whole run
     reward = _InProcessReward(RewardLoopWorker(config))
     worker = AgentLoopWorker(config, llm_client=client, reward_loop_worker_handles=[reward])
     dataset_cls = get_dataset_class(config.data)
@@ -113,9 +114,6 @@ async def _run(config: DictConfig, files: list[str]) -> dict[str, float]:
                 row = await asyncio.to_thread(dataset.__getitem__, position)
             except Exception as e:  # missing or corrupt image, bad row: this question only
                 return [failed_record(b, f"row could not be loaded: {type(e).__name__}: {e}") for b in bases]
-            from verl.protocol import DataProto
-            from verl.utils.dataset.rl_dataset import collate_fn
-
             batch = DataProto.from_single_dict(collate_fn([row] * n), meta_info={"validate": True})
             try:
                 out = await worker.generate_sequences(batch)
@@ -135,7 +133,6 @@ async def _run(config: DictConfig, files: list[str]) -> dict[str, float]:
         progress.close()
         for task in tasks:
             task.cancel()
-        del keep_alive
     return write_outputs(config, store.records, out_dir)
 
 

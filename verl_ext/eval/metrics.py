@@ -198,29 +198,46 @@ def records_from_validation(
     data_sources: Sequence[Any],
     uids: Sequence[Any],
     reward_extra_infos: Mapping[str, Sequence[Any]],
-    extra_infos: Sequence[Mapping[str, Any] | None] | None = None,
-    ground_truths: Sequence[Any] | None = None,
+    rows: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Records from what veRL's validation step collects: per sample its data source, uid (the question), the
-    reward's extra info columns and, where the trainer has them, the row's ``extra_info`` and ground truth."""
+    """Records from what veRL's validation step collects: per sample its data source, prompt uid (the question; the
+    ``n`` samples share it) and the reward's extra info columns; ``rows`` (:func:`rows_by_uid`) adds each question's
+    split, category, cycle and ground truth. Without them HR-Bench rows form one cycle and groups are left out."""
     records = []
     for i, (source, uid) in enumerate(zip(data_sources, uids, strict=True)):
-        extra = (extra_infos[i] if extra_infos is not None else None) or {}
+        row = (rows or {}).get(str(uid)) or {}
         info = {k: v[i] for k, v in reward_extra_infos.items() if i < len(v)}
         records.append(
             {
                 "data_source": str(source),
                 "key": str(uid),
-                "split": extra.get("split"),
-                "category": extra.get("category"),
-                "cycle_category": extra.get("cycle_category"),
-                "ground_truth": ground_truths[i] if ground_truths is not None else None,
+                **{k: row.get(k) for k in ("split", "category", "cycle_category", "ground_truth")},
                 "failed": None,
                 **{k: info.get(k) for k in ("acc", "iou", "evidence_scale", "num_zooms")},
                 "num_invalid_zooms": info.get("num_invalid_zooms", 0),
             }
         )
     return records
+
+
+def rows_by_uid(batches: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``uid -> {split, category, cycle_category, ground_truth}`` from validation batches (veRL's ``_validate`` writes
+    a ``uid`` column into each batch dict it takes from the dataloader, next to ``extra_info`` and ``reward_model``)."""
+    out: dict[str, dict[str, Any]] = {}
+    for batch in batches:
+        uids = batch.get("uid")
+        if uids is None:
+            continue
+        extras = batch.get("extra_info")
+        rewards = batch.get("reward_model")
+        for i, uid in enumerate(uids):
+            extra = (extras[i] if extras is not None else None) or {}
+            reward = (rewards[i] if rewards is not None else None) or {}
+            out[str(uid)] = {
+                **{k: extra.get(k) for k in ("split", "category", "cycle_category")},
+                "ground_truth": reward.get("ground_truth"),
+            }
+    return out
 
 
 def _questions(records: list[Record]) -> dict[str, list[Record]]:

@@ -21,6 +21,7 @@ import asyncio
 import base64
 import io
 import re
+import threading
 from typing import Any
 
 from cachetools import LRUCache
@@ -104,13 +105,17 @@ class OpenAIChatClient(LLMServerClient):
         self.end_id = tokenizer.convert_tokens_to_ids(IM_END)
         self._slots = asyncio.Semaphore(max_concurrency)
         self._urls: LRUCache = LRUCache(maxsize=_CACHE_BYTES, getsizeof=len)
+        self._urls_lock = threading.Lock()  # requests are built in worker threads
 
     def _url(self, request_id: str, position: int, image: Image.Image) -> str:
+        """A trajectory's images only ever grow at the end: (request, position) names one image for its whole life."""
         key = (request_id, position, image.size)
-        url = self._urls.get(key)
+        with self._urls_lock:
+            url = self._urls.get(key)
         if url is None:
             url = image_data_url(image)
-            self._urls[key] = url
+            with self._urls_lock:
+                self._urls[key] = url
         return url
 
     def request(self, request_id: str, prompt_ids: list[int], sampling_params: dict[str, Any], image_data) -> dict:
