@@ -24,6 +24,7 @@ from verl_ext import compat
 from verl_ext.algorithms.srpo import SRPOConfig, SRPOConfigError
 from verl_ext.config import register_resolvers as register_asset_resolvers
 from verl_ext.data.dataset import GroundR1Dataset, pixel_bounds
+from verl_ext.tools.branching import check_branching
 from verl_ext.trainer import TRAINER_MODE
 
 RECIPE_DIR = Path(__file__).resolve().parent
@@ -39,6 +40,7 @@ def check_config(config: DictConfig) -> None:
     """Fail before Ray starts on a veRL release, options or data settings the recipe cannot run with."""
     compat.check_surfaces()
     check_frame_source(config.data)
+    check_branching(config)
     SRPOConfig.from_algorithm_config(config.algorithm)
     if str(config.algorithm.adv_estimator) != "srpo":
         return
