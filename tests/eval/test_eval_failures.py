@@ -76,6 +76,10 @@ def test_rerun_skips_finished_questions_and_drops_a_half_written_line(vstar, tmp
     assert len(records) == 4 and len({r["key"] for r in records}) == 4
     assert done <= {r["key"] for r in records}
     assert second == first
+    # Results of another model (or frame, decoding, reward) never mix into these.
+    with ChatServer(right_answers(rows)) as server, pytest.raises(SystemExit):
+        run_eval(overrides(tiny_model_dir, [path], out, server.base_url, "data.max_pixels=40000"))
+    assert len(read_jsonl(out / "trajectories.jsonl")) == 4
 
 
 def test_n_samples_give_mean_and_pass(vstar, tmp_path, tiny_model_dir):

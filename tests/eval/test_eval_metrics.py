@@ -212,5 +212,5 @@ def test_in_training_validation_metrics_are_the_harness_numbers(evaluated):
 def test_out_dir_holds_every_output(evaluated):
     out: Path = evaluated[4]
     assert sorted(p.name for p in out.iterdir() if p.is_file()) == [
-        "report.html", "summary.json", "summary.md", "trajectories.jsonl",
+        "report.html", "run.json", "summary.json", "summary.md", "trajectories.jsonl",
     ]  # fmt: skip

@@ -27,6 +27,19 @@ from verl_ext.eval.metrics import summarize
 from verl_ext.eval.records import RecordFile, base_record, failed_record, question_key, trajectory_records
 
 SUMMARY_JSON, SUMMARY_MD, TRAJECTORIES, REPORT = "summary.json", "summary.md", "trajectories.jsonl", "report.html"
+#: What produced the records in an out_dir; a rerun may resume only with the same values.
+RUN_JSON = "run.json"
+_RUN_KEYS = (
+    "actor_rollout_ref.model.path",
+    "eval.model_name",
+    "data.min_pixels",
+    "data.max_pixels",
+    "actor_rollout_ref.rollout.val_kwargs",
+    "actor_rollout_ref.rollout.multi_turn.format",
+    "actor_rollout_ref.rollout.multi_turn.max_assistant_turns",
+    "actor_rollout_ref.rollout.response_length",
+    "reward.custom_reward_function.reward_kwargs",
+)
 #: Raw columns read for records (never the images: failed rows must be described without decoding them).
 _RAW_COLUMNS = ("data_source", "reward_model", "extra_info")
 
@@ -57,7 +70,28 @@ def check_config(config: DictConfig) -> list[str]:
             "holding the served model's tokenizer and processor)"
         )
     check_backend(config)
+    check_resumable(config)
     return files
+
+
+def run_signature(config: DictConfig) -> dict[str, Any]:
+    """The settings that decide what a record means (model, frame, decoding, turn limits, reward)."""
+    return {key: OmegaConf.to_container(value) if isinstance(value, DictConfig | ListConfig) else value
+            for key in _RUN_KEYS for value in [OmegaConf.select(config, key)]}  # fmt: skip
+
+
+def check_resumable(config: DictConfig) -> None:
+    """Refuse to add records to an out_dir whose records came from other settings (numbers would mix)."""
+    path = Path(config.eval.out_dir) / RUN_JSON
+    if not path.exists():
+        return
+    before, now = json.loads(path.read_text()), json.loads(json.dumps(run_signature(config)))
+    changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+    if changed:
+        raise EvalConfigError(
+            f"eval.out_dir={config.eval.out_dir} holds results of a run with other settings ({', '.join(changed)}); "
+            "set a new eval.out_dir, or the settings of that run"
+        )
 
 
 def run_eval(config: DictConfig) -> dict[str, float]:
@@ -83,6 +117,7 @@ async def _run(config: DictConfig, files: list[str]) -> dict[str, float]:
 
     out_dir = Path(config.eval.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_write(out_dir / RUN_JSON, json.dumps(run_signature(config), indent=1, sort_keys=True) + "\n")
     n = int(config.eval.n)
     if n > 1 and float(config.actor_rollout_ref.rollout.val_kwargs.temperature) == 0:
         print("[eval] eval.n > 1 with greedy decoding repeats one answer; set actor_rollout_ref.rollout.val_kwargs.*")
