@@ -47,6 +47,7 @@ RECORDS = [
     },
 ]
 MC_INFO = {"options": ["red", "blue", "green", "yellow"], ZOOM_RECORDS_KEY: RECORDS, "num_turns": 4}
+NO_JUDGE = {"judge_called": 0.0, "judge_failed": 0.0, "judge_agree": -1.0, "judge_latency_s": 0.0}
 GROUNDING_INFO = {"image_width": 640, "image_height": 480, "resized_width": 640, "resized_height": 480}
 
 
@@ -69,7 +70,15 @@ def test_every_source_returns_the_same_float_keys():
 
 def test_composition_weights_and_defaults():
     right = compute_score("vstar", GOOD_MC, "B", MC_INFO)
-    assert right == {"score": 1.0, "acc": 1.0, "format": 1.0, "iou": -1.0, "evidence_scale": 0.25, "num_zooms": 3.0}
+    assert right == {
+        "score": 1.0,
+        "acc": 1.0,
+        "format": 1.0,
+        "iou": -1.0,
+        "evidence_scale": 0.25,
+        "num_zooms": 3.0,
+        **NO_JUDGE,
+    }
     unformatted = compute_score("vstar", "<answer>B</answer>", "B", MC_INFO)
     assert (unformatted["score"], unformatted["format"], unformatted["acc"]) == (0.9, 0.0, 1.0)
     wrong = compute_score("vstar", GOOD_MC, "C", MC_INFO)

@@ -14,8 +14,16 @@ so it does not depend on the Ray worker's working directory)::
           evidence_mode: first               # or "last"
           evidence_missing: 1.0              # evidence_scale of a trajectory without a valid zoom
           math_timeout: 5.0
+          judge:                             # LLM judge for open answers (docs/judge.md)
+            enable: false
+            base_url: null                   # external OpenAI-compatible API root; else veRL's reward-model router
+            model_name: null                 # "model" of each request; null omits it
+            timeout: 30.0                    # seconds per attempt
+            max_retries: 2
+            max_concurrency: 32
+            max_tokens: 8
 
-Every call returns ``{score, acc, format, iou, evidence_scale, num_zooms}`` as floats; ``iou`` is
+Every call returns the keys of :data:`verl_ext.reward_keys.REWARD_KEYS` as floats; ``iou`` is
 ``IOU_NOT_APPLICABLE`` (-1.0) on non-grounding rows. The project's data sources and their scorers are the
 table in :mod:`verl_ext.data_sources`; add your own with :func:`register_data_source`. Grounding rows take
 their coordinate frame from the row (the dataset hook writes it), never from a reward option.
@@ -23,6 +31,7 @@ their coordinate frame from the row (the dataset hook writes it), never from a r
 
 from verl_ext.reward.base import AnswerScore, RewardOptions, Scorer
 from verl_ext.reward.grounding import score_grounding
+from verl_ext.reward.judge import judge_step_metrics
 from verl_ext.reward.registry import UnknownDataSourceError, known_data_sources, register_data_source
 from verl_ext.reward.score import compute_score
 from verl_ext.reward.vqa import score_vqa
@@ -36,6 +45,7 @@ __all__ = [
     "Scorer",
     "UnknownDataSourceError",
     "compute_score",
+    "judge_step_metrics",
     "known_data_sources",
     "register_data_source",
     "score_grounding",

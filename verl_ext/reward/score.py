@@ -17,10 +17,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from verl_ext.evidence import ZOOM_RECORDS_KEY, evidence_scale
-from verl_ext.reward.base import RewardOptions
+from verl_ext.reward.base import AnswerScore, RewardOptions, Scorer
 from verl_ext.reward.format import format_score
+from verl_ext.reward.judge import NOT_CALLED, JudgeOutcome, chat_url, judge_for
 from verl_ext.reward.registry import scorer_for
 from verl_ext.reward.text import assistant_turns, final_answer
+from verl_ext.reward.vqa import score_vqa, typed_truths
 from verl_ext.reward_keys import ACC, EVIDENCE_SCALE, FORMAT, IOU, NUM_ZOOMS, SCORE
 
 
@@ -39,13 +41,22 @@ def compute_score(
       VQA score (soft for open answers) or, for grounding, IoU or Acc@0.5 by ``grounding_mode``.
     - ``evidence_scale``: relative area of the first (``evidence_mode``) valid zoom, ``evidence_missing``
       (1.0) when there is none; ``num_zooms``: every zoom call the tool recorded, valid or not.
+    - ``judge_*``: what the LLM judge did for this row (all 0, agree -1, without ``judge.enable``); with
+      the judge, an open answer the rules did not accept scores its verdict (1 or 0), or keeps the rule
+      score when the judge fails (:mod:`verl_ext.reward.judge`).
     """
     options = RewardOptions.from_kwargs(kwargs)
+    router_address = kwargs.get("reward_router_address")
+    if options.judge.enable:
+        chat_url(options.judge, router_address)  # no endpoint is a configuration error, raised on the first row
     scorer = scorer_for(data_source)
     info = extra_info if isinstance(extra_info, Mapping) else {}
     turns = assistant_turns(solution_str if isinstance(solution_str, str) else "")
     fmt = format_score(turns)
-    result = scorer(final_answer(turns), ground_truth, info, options)
+    answer = final_answer(turns)
+    rules = scorer(answer, ground_truth, info, options)
+    judged = _judge(scorer, answer, ground_truth, info, rules, options, router_address)
+    result = rules if judged.verdict is None else AnswerScore(float(judged.verdict), float(judged.verdict))
     records = info.get(ZOOM_RECORDS_KEY)
     return {
         SCORE: float(options.answer_weight * result.score + options.format_weight * fmt),
@@ -54,7 +65,28 @@ def compute_score(
         IOU: float(result.iou),
         EVIDENCE_SCALE: float(evidence_scale(records, options.evidence_mode, options.evidence_missing)),
         NUM_ZOOMS: float(count_zooms(records)),
+        **judged.keys(rules.acc),
     }
+
+
+def _judge(
+    scorer: Scorer,
+    answer: str | None,
+    ground_truth: Any,
+    info: Mapping[str, Any],
+    rules: AnswerScore,
+    options: RewardOptions,
+    router_address: str | None,
+) -> JudgeOutcome:
+    """The judge's outcome for a VQA row with open ground truths the rules did not accept; else NOT_CALLED."""
+    if not options.judge.enable or scorer is not score_vqa or answer is None or rules.acc >= 1.0:
+        return NOT_CALLED
+    truths = [t for t, kind in typed_truths(ground_truth, info) if kind == "open"]
+    if not truths:
+        return NOT_CALLED
+    question = info.get("question") if isinstance(info.get("question"), str) else ""
+    truth = truths[0] if len(truths) == 1 else "any of: " + " | ".join(truths)
+    return judge_for(options.judge, router_address).verdict(question, truth, answer)
 
 
 def count_zooms(records: Any) -> int:

@@ -70,21 +70,22 @@ def score_vqa(
     answer: str | None, ground_truth: Any, extra_info: Mapping[str, Any], options: RewardOptions
 ) -> AnswerScore:
     """Best score of ``answer`` over the accepted ground-truth answers."""
-    truths = _truths(ground_truth)
-    if not truths:
+    typed = typed_truths(ground_truth, extra_info)
+    if not typed:
         warn_once("VQA ground truth holds no answer text: rows score 0", repr(ground_truth))
         return ZERO
     if answer is None:
         return ZERO
     answer = canonical(answer)
     choices = _options(extra_info.get("options"))
+    return max(_SCORERS[kind](answer, truth, choices, options) for truth, kind in typed)
+
+
+def typed_truths(ground_truth: Any, extra_info: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Each accepted answer with its answer type (declared in extra_info, else inferred)."""
+    choices = _options(extra_info.get("options"))
     declared = extra_info.get("answer_type")
-    best = ZERO
-    for truth in truths:
-        kind = declared if declared in ANSWER_TYPES else answer_type(truth, choices)
-        result = _SCORERS[kind](answer, truth, choices, options)
-        best = max(best, result)
-    return best
+    return [(t, declared if declared in ANSWER_TYPES else answer_type(t, choices)) for t in _truths(ground_truth)]
 
 
 _SCORERS: dict[str, Callable[[str, str, Sequence[str] | None, RewardOptions], AnswerScore]] = {
