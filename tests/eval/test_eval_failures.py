@@ -114,6 +114,7 @@ def _closed_port() -> int:
         (["eval.out_dir=null"], "eval.out_dir"),
         ([f"eval.base_url=http://127.0.0.1:{_closed_port()}/v1"], "eval.base_url"),
         (["eval.model_name=other-model"], "eval.model_name"),
+        (["eval.backend=vllm", "actor_rollout_ref.rollout.load_format=dummy"], "load_format"),
     ],
 )
 def test_impossible_config_stops_before_any_work(change, message, vstar, tmp_path, tiny_model_dir, capsys):

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from verl_ext.data_sources import GROUNDING
 from verl_ext.evidence import ZOOM_RECORDS_KEY
 from verl_ext.geometry import Frame, clamp, is_finite_box
 from verl_ext.reward.grounding import parse_box
@@ -69,7 +70,7 @@ def failed_record(base: Mapping[str, Any], reason: str) -> dict[str, Any]:
         "answer_box_model": None,
         "answer_box_original": None,
         **{k: 0.0 for k in REWARD_KEYS},
-        IOU: 0.0 if base["data_source"] in _grounding_sources() else IOU_NOT_APPLICABLE,
+        IOU: 0.0 if base["data_source"] in GROUNDING else IOU_NOT_APPLICABLE,
         "num_invalid_zooms": 0,
     }
 
@@ -124,7 +125,7 @@ def answer_boxes(answer: str | None, row: Mapping[str, Any]) -> dict[str, list[f
     """The grounding answer's box as written (resized frame) and in original pixels (the reward's parsing)."""
     boxes: dict[str, list[float] | None] = {"answer_box_model": None, "answer_box_original": None}
     extra = row.get("extra_info") or {}
-    if answer is None or row.get("data_source") not in _grounding_sources():
+    if answer is None or row.get("data_source") not in GROUNDING:
         return boxes
     box = parse_box(answer)
     sizes = [extra.get(k) for k in ("image_width", "image_height", "resized_width", "resized_height")]
@@ -190,12 +191,6 @@ class RecordFile:
 
 def _line(record: Mapping[str, Any]) -> str:
     return json.dumps(record, ensure_ascii=False, default=_plain) + "\n"
-
-
-def _grounding_sources() -> tuple[str, ...]:
-    from verl_ext.data_sources import GROUNDING
-
-    return GROUNDING
 
 
 def _list(value: Any) -> list[Any]:
