@@ -9,8 +9,9 @@ each). :class:`OriginalCache` keeps one decoded copy per image identity while an
 - concurrent first calls share one decode (the others await it);
 - reference counted: a trajectory holds its copy until the agent loop releases it at the end of the rollout, and
   the copy is dropped when the last holder releases it;
-- bounded: decoded bytes held in the cache never exceed ``budget_bytes``; an image that does not fit is decoded
-  for its trajectory alone (today's behaviour) instead of waiting for room.
+- bounded: decoded bytes kept in the cache never exceed ``budget_bytes``; an image that does not fit is not kept
+  (the trajectories already waiting for its decode share that one copy, later ones decode it again) instead of
+  waiting for room.
 
 Decoding runs on a small thread pool and every wait is bounded by ``timeout_s``: a stuck read (a network file
 system, say) fails the zoom, never the rollout.
