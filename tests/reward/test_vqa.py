@@ -145,6 +145,7 @@ def test_declared_answer_type_wins_over_inference():
     assert vqa("three", "3").acc == 1.0
     # A junk declared type falls back to inference.
     assert vqa("three", "3", answer_type="essay").acc == 1.0
+    assert vqa("three", "3", answer_type=np.array([], dtype=object)).acc == 1.0  # junk row data, not a raise
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import math
+import contextlib
 import os
 import re
 import threading
@@ -213,9 +213,11 @@ def _content(reply: Any) -> Any:
 
 
 def _close(session: aiohttp.ClientSession) -> None:
+    """At exit: close the connection pool, so aiohttp does not warn about an unclosed session."""
     loop = _LOOP.get()
     if loop.is_running() and not session.closed:
-        asyncio.run_coroutine_threadsafe(session.close(), loop).result(timeout=5)
+        with contextlib.suppress(Exception):  # the process is ending; nothing to report to
+            asyncio.run_coroutine_threadsafe(session.close(), loop).result(timeout=5)
 
 
 _JUDGES: dict[tuple[str, JudgeOptions], Judge] = {}
@@ -239,25 +241,17 @@ def judge_step_metrics(infos: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     their rule score, ``judge/agree_with_rules`` share of verdicts equal to the rules' ``acc``,
     ``judge/latency_mean_s`` and ``judge/latency_max_s`` seconds a judged row waited.
     """
-    called = [info for info in infos if _number(info.get(JUDGE_CALLED)) == 1.0]
+    called = [info for info in infos if float(info.get(JUDGE_CALLED, 0.0)) == 1.0]
     if not called:
         return {}
-    latencies = [_number(info.get(JUDGE_LATENCY)) or 0.0 for info in called]
-    agree = [a for a in (_number(info.get(JUDGE_AGREE)) for info in called) if a is not None and a >= 0.0]
+    latencies = [float(info[JUDGE_LATENCY]) for info in called]
+    agree = [float(info[JUDGE_AGREE]) for info in called if float(info[JUDGE_AGREE]) >= 0.0]
     metrics = {
         "judge/calls": float(len(called)),
-        "judge/failures": float(sum(_number(info.get(JUDGE_FAILED)) == 1.0 for info in called)),
+        "judge/failures": float(sum(float(info[JUDGE_FAILED]) == 1.0 for info in called)),
         "judge/latency_mean_s": sum(latencies) / len(latencies),
         "judge/latency_max_s": max(latencies),
     }
     if agree:
         metrics["judge/agree_with_rules"] = sum(agree) / len(agree)
     return metrics
-
-
-def _number(value: Any) -> float | None:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None

@@ -85,7 +85,8 @@ def typed_truths(ground_truth: Any, extra_info: Mapping[str, Any]) -> list[tuple
     """Each accepted answer with its answer type (declared in extra_info, else inferred)."""
     choices = _options(extra_info.get("options"))
     declared = extra_info.get("answer_type")
-    return [(t, declared if declared in ANSWER_TYPES else answer_type(t, choices)) for t in _truths(ground_truth)]
+    declared = declared if isinstance(declared, str) and declared in ANSWER_TYPES else None
+    return [(t, declared or answer_type(t, choices)) for t in _truths(ground_truth)]
 
 
 _SCORERS: dict[str, Callable[[str, str, Sequence[str] | None, RewardOptions], AnswerScore]] = {
