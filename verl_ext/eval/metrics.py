@@ -161,11 +161,11 @@ def zoom_metrics(
         "zooms_per_question": calls / len(done) if done else 0.0,
         "invalid_zoom_share": invalid / calls if calls else 0.0,
     }
+    scaled = [(_number(r.get("evidence_scale"), math.nan), _number(r.get("acc"))) for r in done]
+    scaled = [(s, acc) for s, acc in scaled if math.isfinite(s)]
     bins: dict[int, list[float]] = defaultdict(list)
-    for r in done:
-        scale = _number(r.get("evidence_scale"), default=math.nan)
-        if math.isfinite(scale):
-            bins[scale_bin(scale, num_bins, bin_edges)].append(_number(r.get("acc")))
+    for k, (_, acc) in zip(scale_bins([s for s, _ in scaled], num_bins, bin_edges), scaled, strict=True):
+        bins[k].append(acc)
     total = sum(len(v) for v in bins.values())
     for k in range(num_bins):
         label = bin_label(k, num_bins, tuple(bin_edges) if bin_edges is not None else None)
@@ -175,11 +175,11 @@ def zoom_metrics(
     return out
 
 
-def scale_bin(scale: float, num_bins: int, bin_edges: Sequence[float] | None = None) -> int:
-    """The SRPO bin of one evidence scale (:func:`verl_ext.algorithms.srpo.scale_bins`, the estimator's own)."""
-    from verl_ext.algorithms.srpo import scale_bins
+def scale_bins(scales: Sequence[float], num_bins: int, bin_edges: Sequence[float] | None = None) -> list[int]:
+    """The SRPO bin of each evidence scale (:func:`verl_ext.algorithms.srpo.scale_bins`, the estimator's own)."""
+    from verl_ext.algorithms import srpo
 
-    return int(scale_bins([scale], num_bins, bin_edges)[0])
+    return srpo.scale_bins(list(scales), num_bins, bin_edges).tolist() if scales else []
 
 
 def validation_metrics(records: Iterable[Record], num_bins: int = 3, bin_edges: Sequence[float] | None = None):
