@@ -86,6 +86,8 @@ def test_a_row_without_a_frame_scores_zero_instead_of_guessing_qwens_default(cap
         {"min_pixels": 3136, "max_pixels": 2000},
         {"min_pixels": 1, "max_pixels": 2000},
         {"min_pixels": 1, "max_pixels": 1},
+        {"min_pixels": 3136, "max_pixels": 10**400},
+        {"min_pixels": 10**300, "max_pixels": 10**301},
     ],
 )
 def test_pixel_bounds_below_qwens_minimum_never_raise(bounds):

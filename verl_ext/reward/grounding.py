@@ -113,9 +113,13 @@ def _truth_box(ground_truth: Any) -> tuple[float, float, float, float] | None:
 
 
 def _positive_int(value: Any) -> int | None:
+    """A whole number >= 1 below 2**53 (any int, float or numpy scalar), else None."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return None
-    value = float(value)
-    if not math.isfinite(value) or value < 1 or value != int(value):
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond float range
+        return None
+    if not math.isfinite(value) or value < 1 or value >= 2**53 or value != int(value):
         return None
     return int(value)
