@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from verl_ext import data_sources
+from verl_ext.answers import ANSWER_TYPES, answer_type, is_number, parse_letter, parse_number, parse_yes_no
 from verl_ext.evidence import ZOOM_RECORDS_KEY
 from verl_ext.geometry import iou
 from verl_ext.reward import REWARD_KEYS, compute_score
@@ -148,3 +149,20 @@ def test_iou_symmetric_bounded_and_one_on_itself(a, b):
 )
 def test_every_written_shape_parses_back(box, template):
     assert parse_box(template.format(*box)) == tuple(float(v) for v in box)
+
+
+grammar_pieces = st.sampled_from(
+    ["one", "hundred", "thousand", "and", "twenty", "-", " ", "1e", "9" * 30, ".", ",", "the", "(B)", "**", "\u2212"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.one_of(st.text(max_size=60), st.lists(grammar_pieces | st.text(max_size=3), max_size=25).map("".join)))
+def test_the_answer_grammar_never_raises_and_reads_numbers_consistently(text):
+    value = parse_number(text)
+    assert value is None or math.isfinite(value)
+    parse_letter(text, 4)
+    parse_yes_no(text)
+    assert answer_type(text) in ANSWER_TYPES
+    if is_number(text):  # what data prep labels a number, the reward reads as that number
+        assert value is not None
