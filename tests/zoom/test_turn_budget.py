@@ -25,7 +25,6 @@ def isolated_agent_loop_registry(monkeypatch):
 
 def test_each_turn_asks_for_at_most_512_tokens_and_never_past_the_budget(make_zoom_loop):
     per_turn = OmegaConf.load(RECIPE_AGENT_LOOP)[0].max_tokens_per_turn
-    assert per_turn == 512
     budget = 600
     loop = make_zoom_loop(
         "ground_r1_box",
