@@ -203,7 +203,9 @@ class BranchZoomAgentLoop(ZoomToolAgentLoop):
             self._drop(snapshot)
 
     def _drop(self, snapshot: _Snapshot | None) -> None:
-        _GROUPS.pop(self._group_key, None)
+        """Forget the group (only this one: a later step may reuse the key) and release the snapshot's original."""
+        if _GROUPS.get(self._group_key) is self._group:
+            del _GROUPS[self._group_key]
         if snapshot is not None and snapshot.zoom_tool is not None:
             snapshot.zoom_tool.release_trajectory(snapshot.source)
 
