@@ -11,13 +11,14 @@ import pytest
 import verl
 from hydra import compose, initialize_config_dir
 
-from recipe.ground_r1.main_ground_r1 import check_config
+from recipe.ground_r1.main_ground_r1 import check_config, register_resolvers
 from verl_ext.algorithms.srpo import SRPOConfigError
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "recipe" / "ground_r1" / "config")
 
 
 def composed(*overrides: str):
+    register_resolvers()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
         return compose(config_name="ground_r1", overrides=list(overrides))
 

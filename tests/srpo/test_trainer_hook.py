@@ -16,7 +16,7 @@ from tensordict import NonTensorStack, TensorDict
 
 from verl_ext.algorithms.srpo import SRPOConfigError, compute_srpo_outcome_advantage
 from verl_ext.trainer.diagnostics import bin_label
-from verl_ext.trainer.ground_r1_trainer import GroundR1TrainerSync
+from verl_ext.trainer.ground_r1_trainer import GroundR1TrainerSync, KeptBatches
 
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "recipe", "ground_r1", "config")
 
@@ -40,7 +40,7 @@ def trainer(estimator: str, *overrides: str) -> GroundR1TrainerSync:
     return t
 
 
-def put_rollouts(partition: str, keys, rewards, scales, accs, lengths):
+def put_rollouts(partition: str, keys, rewards, scales, accs, lengths, more_infos=None):
     """Store rollouts as the v1 agent loop does: nested per-token fields, reward extra info in extra_fields."""
     rm_scores, masks = [], []
     for reward, length in zip(rewards, lengths, strict=True):
@@ -49,8 +49,8 @@ def put_rollouts(partition: str, keys, rewards, scales, accs, lengths):
         rm_scores.append(score)
         masks.append(torch.ones(length, dtype=torch.int64))
     extra = [
-        {"reward_extra_info": {"evidence_scale": s, "acc": a, "score": r}}
-        for s, a, r in zip(scales, accs, rewards, strict=True)
+        {"reward_extra_info": {"evidence_scale": s, "acc": a, "score": r, **more}}
+        for s, a, r, more in zip(scales, accs, rewards, more_infos or [{}] * len(keys), strict=True)
     ]
     fields = TensorDict(
         {
@@ -165,3 +165,44 @@ def test_grpo_with_a_reward_without_scales_trains_and_skips_the_bin_view(transfe
     got = scalar_advantages(batch)
     assert got["grpo_noscale_0_0"] > 0 > got["grpo_noscale_1_0"]
     assert not any(name.startswith("scale/") for name in metrics)
+
+
+def test_validation_carries_the_harness_metrics_with_hr_bench_cycles():
+    """veRL's validation step, extended: HR-Bench accuracy is averaged over option-rotation cycles, not pooled."""
+    t = trainer("srpo")
+    uids = ["q1", "q2", "q3", "q4", "q5"]
+    cycles, categories = ["c1", "c1", "c1", "c1", "c2"], ["single", "single", "cross", "cross", "single"]
+    acc = [1.0, 1.0, 1.0, 0.0, 0.0]  # cycle c1: 3/4, cycle c2: 0/1 -> cycle mean 0.375, pooled 0.6
+    batch = {
+        "uid": np.array(uids, dtype=object),
+        "extra_info": [
+            {"split": "test", "category": c, "cycle_category": y} for c, y in zip(categories, cycles, strict=True)
+        ],
+        "reward_model": [{"ground_truth": "A"}] * 5,
+    }
+    t.val_dataloader = [batch]
+    kept = KeptBatches(t.val_dataloader)
+    assert list(kept) == [batch] and len(kept) == 1
+    t._val_batches = kept
+    infos = {"acc": acc, "score": acc, "iou": [-1.0] * 5, "evidence_scale": [0.1, 0.5, 0.9, 1.0, 1.0]}
+    infos["num_zooms"] = [1.0, 1.0, 1.0, 0.0, 0.0]
+    metrics = t._val_metrics_update(["hr_bench_4k"] * 5, uids, infos, [2, 2, 2, 1, 1])
+    assert metrics["val-core/hr_bench_4k/acc/mean@1"] == pytest.approx(0.6)  # veRL's own, pooled
+    assert metrics["val-core/hr_bench_4k/acc"] == pytest.approx(0.375)
+    assert metrics["val-aux/hr_bench_4k/acc_pooled"] == pytest.approx(0.6)
+    assert metrics["val-aux/hr_bench_4k/FSP/acc"] == pytest.approx((1.0 + 0.0) / 2)
+    assert metrics["val-aux/hr_bench_4k/FCP/acc"] == pytest.approx(0.5)
+
+
+def test_judge_counts_reach_the_step_metrics(transfer_queue):
+    judged = [
+        {"judge_called": 1.0, "judge_failed": 0.0, "judge_agree": 1.0, "judge_latency_s": 0.5},
+        {"judge_called": 1.0, "judge_failed": 1.0, "judge_agree": -1.0, "judge_latency_s": 2.0},
+        {"judge_called": 0.0, "judge_failed": 0.0, "judge_agree": -1.0, "judge_latency_s": 0.0},
+    ]
+    keys = [f"j_{s}_0" for s in range(3)]
+    batch = put_rollouts("judge", keys, [1.0, 0.0, 1.0], [0.2] * 3, [1.0, 0.0, 1.0], [2] * 3, judged)
+    metrics: dict = {}
+    trainer("srpo")._compute_advantage(batch, metrics)
+    assert (metrics["judge/calls"], metrics["judge/failures"]) == (2.0, 1.0)
+    assert metrics["judge/agree_with_rules"] == 1.0 and metrics["judge/latency_max_s"] == 2.0

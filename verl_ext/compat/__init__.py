@@ -25,6 +25,8 @@ Private surfaces relied on where they are used (checked here):
 - ``PPOTrainerSync._compute_advantage``: wrapped by the recipe's trainer (:mod:`verl_ext.trainer.ground_r1_trainer`)
   to route evidence scales; it reads ``extra_fields["reward_extra_info"]`` from TransferQueue, and the v1 key
   layout ``{uid}_{session_id}_{index}`` (parsed once, in :func:`verl_ext.algorithms.routing.parse_key`).
+- ``PPOTrainerSync._validate`` (its ``val_dataloader`` is swapped for one that keeps the batch dicts veRL writes
+  ``uid`` into) and ``._val_metrics_update`` (extended with the evaluation harness's metrics).
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ PRIVATE_SURFACES = (
     ("verl.experimental.agent_loop.tool_agent_loop", "ToolAgentLoop._handle_processing_tools_state"),
     ("verl.experimental.agent_loop.tool_agent_loop", "AgentData"),
     ("verl.trainer.ppo.v1", "PPOTrainerSync._compute_advantage"),
+    ("verl.trainer.ppo.v1", "PPOTrainerSync._validate"),
+    ("verl.trainer.ppo.v1", "PPOTrainerSync._val_metrics_update"),
 )
 
 

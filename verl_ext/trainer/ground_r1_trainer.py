@@ -1,10 +1,13 @@
-"""veRL v1 sync trainer with evidence-scale routing for SRPO and per-scale-bin diagnostics.
+"""veRL v1 sync trainer with evidence-scale routing for SRPO, per-scale-bin diagnostics and the harness's metrics.
 
 Registered with veRL's ``register_trainer`` as ``ground_r1_sync`` (the recipe config selects it through
 ``trainer.v1.trainer_mode``). It is veRL's ``PPOTrainerSync`` with one step wrapped: the advantage step
 reads each trajectory's ``evidence_scale`` from its reward extra info (``extra_fields.reward_extra_info``
 in TransferQueue, in the batch's key order), hands them to the SRPO estimator for the duration of veRL's
-own ``_compute_advantage``, and logs ``scale/*`` metrics from the advantages it wrote back.
+own ``_compute_advantage``, and logs ``scale/*`` metrics from the advantages it wrote back, and the LLM judge's
+``judge/*`` step metrics (veRL logs reward extra info only in validation). Validation adds the evaluation harness's
+own metrics (:func:`verl_ext.eval.metrics.validation_metrics`: HR-Bench cycle averaging, RefCOCO Acc@0.5, zoom
+statistics), so ``val-core/...`` during training carries the same numbers as ``python -m recipe.ground_r1.main_eval``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from verl.trainer.ppo.v1 import PPOTrainerSync, register_trainer
 
 from verl_ext.algorithms.routing import parse_key, routed_evidence_scales
 from verl_ext.algorithms.srpo import LAUNCH_HINT, SRPOConfig, SRPOConfigError
+from verl_ext.eval.metrics import records_from_validation, rows_by_uid, validation_metrics
+from verl_ext.reward.judge import judge_step_metrics
 from verl_ext.reward_keys import ACC, EVIDENCE_SCALE, NUM_ZOOMS
 from verl_ext.trainer import TRAINER_MODE
 from verl_ext.trainer.diagnostics import scale_bin_metrics
@@ -104,6 +109,22 @@ def dump_step(
     tmp.replace(path)
 
 
+class KeptBatches:
+    """A dataloader that keeps the batch dicts it yields (veRL's ``_validate`` writes each one's ``uid`` column)."""
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+        self.kept: list[dict] = []
+
+    def __iter__(self):
+        for batch in self.loader:
+            self.kept.append(batch)
+            yield batch
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+
 @register_trainer(TRAINER_MODE)
 class GroundR1TrainerSync(PPOTrainerSync):
     """``PPOTrainerSync`` whose advantage step routes evidence scales and logs per-scale-bin metrics."""
@@ -116,6 +137,7 @@ class GroundR1TrainerSync(PPOTrainerSync):
         fields = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["extra_fields"])
         infos = reward_extra_infos(fields["extra_fields"])
         scales = evidence_scales_from_infos(infos, required=is_srpo)
+        metrics.update(judge_step_metrics(infos))
 
         if is_srpo:
             with routed_evidence_scales(scales, keys=batch.keys):
@@ -142,3 +164,26 @@ class GroundR1TrainerSync(PPOTrainerSync):
             step = getattr(self, "global_steps", 0)
             dump_step(Path(dump_dir) / f"step_{step:06d}.jsonl", list(batch.keys), rewards, scales, advantages, infos)
         return batch
+
+    def _validate(self) -> dict[str, float]:
+        """veRL's validation, keeping the batches so the harness's metrics can see each question's row fields."""
+        loader = self.val_dataloader
+        self._val_batches = self.val_dataloader = KeptBatches(loader)
+        try:
+            return super()._validate()
+        finally:
+            self.val_dataloader = loader
+
+    def _val_metrics_update(
+        self, data_sources, sample_uids, reward_extra_infos_dict, sample_turns, expected_acc_counts=None
+    ) -> dict[str, float]:
+        """veRL's ``val-core``/``val-aux`` metrics plus the evaluation harness's, computed by the same functions."""
+        metrics = super()._val_metrics_update(
+            data_sources, sample_uids, reward_extra_infos_dict, sample_turns, expected_acc_counts=expected_acc_counts
+        )
+        kept = getattr(self, "_val_batches", None)
+        rows = rows_by_uid(kept.kept) if kept is not None else None
+        records = records_from_validation(data_sources, sample_uids, reward_extra_infos_dict, rows)
+        cfg = SRPOConfig.from_algorithm_config(self.config.algorithm)
+        metrics.update(validation_metrics(records, cfg.num_bins, cfg.bin_edges))
+        return metrics
