@@ -27,6 +27,11 @@ setup(
         "rouge-score",
         "math-verify[antlr4_9_3]",
         "tqdm",
+        # Imported directly (each also arrives with veRL; named here because the code uses them itself).
+        "aiohttp",
+        "datasets",
+        "pydantic>=2",
+        "regex",
         # The evaluation harness's openai back end (any OpenAI-compatible chat server).
         "openai",
     ],
