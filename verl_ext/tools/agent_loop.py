@@ -15,10 +15,17 @@ which veRL 0.9.1 has no setting for; set it through veRL's agent-loop config fil
 The loop hands the zoom tool's decoded original back when the rollout ends (the tool shares one decoded copy
 per image between a worker's trajectories), and answers a call to an unknown tool without quoting the name the
 model wrote (veRL's own message echoes it into the tool turn, where it would be tokenized with special tokens).
+
+A turn in which the model writes an image or video placeholder (``<|image_pad|>`` as the special token, or spelled
+out of ordinary pieces) is defused: veRL 0.9.1 rebuilds the multimodal inputs by decoding the whole conversation
+to text and running the processor on it, so such a turn adds placeholders without images and the batch raises.
+Its tokens are replaced by a neutral filler, masked out of training, and the rollout ends there (no answer, so the
+reward scores it as failed); the rest of the batch goes on.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from verl.experimental.agent_loop.agent_loop import AgentLoopOutput, register
@@ -28,6 +35,8 @@ from verl.tools.schemas import ToolResponse
 
 from verl_ext.evidence import ZOOM_RECORDS_KEY
 from verl_ext.tools import AGENT_NAME, TOOL_NAME
+
+logger = logging.getLogger(__name__)
 
 UNSEEN_REASON = "crop not shown: the response budget ran out before the tool turn"
 
@@ -86,4 +95,28 @@ class ZoomToolAgentLoop(ToolAgentLoop):
         if self.max_tokens_per_turn is not None:
             remaining = self.response_length - len(agent_data.response_mask)
             sampling_params = {**sampling_params, "max_tokens": max(1, min(self.max_tokens_per_turn, remaining))}
-        return await super()._handle_generating_state(agent_data, sampling_params, *args, **kwargs)
+        state = await super()._handle_generating_state(agent_data, sampling_params, *args, **kwargs)
+        if self._writes_placeholder(agent_data.response_ids):
+            self._defuse_turn(agent_data)
+            return AgentState.TERMINATED
+        return state
+
+    def _writes_placeholder(self, token_ids: list[int]) -> bool:
+        """Whether a generated turn holds an image/video placeholder, as its special id or spelled in pieces."""
+        processor = self.processor
+        if processor is None or not token_ids:
+            return False
+        marks = [m for m in (getattr(processor, "image_token", None), getattr(processor, "video_token", None)) if m]
+        ids = {self.tokenizer.convert_tokens_to_ids(m) for m in marks}
+        if ids & set(token_ids):
+            return True
+        text = self.tokenizer.decode(token_ids, skip_special_tokens=True)
+        return any(m in text for m in marks)
+
+    def _defuse_turn(self, agent_data: AgentData) -> None:
+        """Replace the turn just generated (the last ``len(response_ids)`` tokens) by masked-out filler."""
+        n = len(agent_data.response_ids)
+        filler = self.tokenizer.encode(" ", add_special_tokens=False)[0]
+        agent_data.prompt_ids[-n:] = [filler] * n
+        agent_data.response_mask[-n:] = [0] * n
+        logger.warning("a generated turn wrote an image/video placeholder: %d tokens masked, rollout ended", n)
