@@ -232,6 +232,9 @@ def test_one_prompt_gives_g1_times_g2_trajectories_sharing_each_first_turn(branc
         tool_turn = record["shared_response"] - int(out.batch["response_mask"][i][: record["shared_response"]].sum())
         assert record["cached_tokens"] >= record["prefix_tokens"] - tool_turn  # at least the leader's first request
     metrics = branch_metrics(list(out.non_tensor_batch[BRANCH_KEY]))
+    # the same from the trajectories' extra_fields, as the v1 trainer fetches them
+    extra_fields = [{BRANCH_KEY: r, "reward_extra_info": {}} for r in out.non_tensor_batch[BRANCH_KEY]]
+    assert branch_metrics(extra_fields) == metrics
     assert metrics["branch/branches_per_prompt"] == 4 and metrics["branch/follower_share"] == 0.5
     assert metrics["branch/diverged_share"] == 1.0 and 0.0 <= metrics["branch/follower_cache_hit_share"] <= 1.0
 

@@ -314,8 +314,11 @@ def parse_branch_factor(value: Any) -> int:
     return factor
 
 
-def branch_metrics(records: Any) -> dict[str, float]:
-    """Per-step diagnostics from the trajectories' ``extra_fields["branch"]`` records (others are skipped).
+def branch_metrics(rows: Any) -> dict[str, float]:
+    """Per-step diagnostics from the trajectories' branch records (``extra_fields["branch"]``).
+
+    ``rows``: the records themselves, or the trajectories' ``extra_fields`` (as the v1 trainer fetches them from
+    TransferQueue: a list, or a column with ``tolist``); trajectories without a record are skipped.
 
     ``branch/branches_per_prompt``: first turns sampled per prompt (leaders and independent rollouts; G1 when
     every first turn zoomed). ``branch/follower_share``: trajectories that continued a shared first turn.
@@ -323,7 +326,14 @@ def branch_metrics(records: Any) -> dict[str, float]:
     resent prefix in the server's cache (only where the server reports ``num_cached_tokens``).
     ``branch/diverged_share``: groups with followers whose siblings did not all continue identically.
     """
-    rows = [r for r in (records or []) if isinstance(r, dict) and r.get("role") not in (None, "off")]
+    rows = rows.tolist() if hasattr(rows, "tolist") else list(rows if rows is not None else [])
+    records = []
+    for row in rows:
+        row = getattr(row, "data", row)  # TransferQueue wraps non-tensor values
+        if isinstance(row, dict) and isinstance(row.get(BRANCH_KEY), dict):
+            row = row[BRANCH_KEY]
+        records.append(row)
+    rows = [r for r in records if isinstance(r, dict) and r.get("role") not in (None, "off")]
     if not rows:
         return {}
     prompts: dict[str, int] = {}
