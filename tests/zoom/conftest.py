@@ -148,22 +148,27 @@ class ZoomLoop:
             },
         ]
 
-    def run(self, script: list[str], create_kwargs: dict[str, Any] | None = None, n: int = 1) -> DataProto:
-        """Roll out ``n`` trajectories of one row whose model replays ``script``."""
+    def run(
+        self, script: list[str], create_kwargs: dict[str, Any] | None = None, n: int = 1, tools_kwargs: Any = None
+    ) -> DataProto:
+        """Roll out ``n`` trajectories of one row whose model replays ``script`` (``tools_kwargs`` replaces the
+        row's whole tool kwargs, e.g. with broken data)."""
         if create_kwargs is None:
             create_kwargs = {"image_path": "scene.png", **TINY_BOUNDS}
+        if tools_kwargs is None:
+            tools_kwargs = {"image_zoom_in_tool": {"create_kwargs": create_kwargs}}
         self.server.reset(script)
         messages = self.messages()
         raw_prompt = np.empty(n, dtype=object)
         raw_prompt[:] = [messages] * n
-        tools_kwargs = np.empty(n, dtype=object)
-        tools_kwargs[:] = [{"image_zoom_in_tool": {"create_kwargs": create_kwargs}}] * n
+        tools_column = np.empty(n, dtype=object)
+        tools_column[:] = [tools_kwargs] * n
         batch = DataProto(
             non_tensor_batch={
                 "raw_prompt": raw_prompt,
                 "agent_name": np.array([AGENT_NAME] * n, dtype=object),
                 "data_source": np.array(["vstar"] * n, dtype=object),
-                "tools_kwargs": tools_kwargs,
+                "tools_kwargs": tools_column,
             }
         )
         return asyncio.run(self.worker.generate_sequences(batch))

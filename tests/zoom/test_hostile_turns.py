@@ -175,6 +175,15 @@ def test_broken_rows_give_an_invalid_record_not_a_crash_or_a_hang(zoom_loop, cre
     assert_tool_turns_hold_only_template_tokens(zoom_loop, out)
 
 
+@pytest.mark.parametrize(
+    "tools_kwargs", ["garbage", {"image_zoom_in_tool": "garbage"}, {"image_zoom_in_tool": {"create_kwargs": "x"}}]
+)
+def test_tool_kwargs_that_are_no_mappings_are_an_invalid_record(zoom_loop, tools_kwargs):
+    out = zoom_loop.run([THINK + zoom_loop.zoom_call([10, 20, 60, 70]), ANSWER], tools_kwargs=tools_kwargs)
+    (record,) = records_of(out)
+    assert record["valid"] is False and "lack min_pixels" in record["reason"]
+
+
 # --- property tests -------------------------------------------------------------------------------------------
 
 PIECES = st.sampled_from(

@@ -26,6 +26,7 @@ reward scores it as failed); the rest of the batch goes on.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from verl.experimental.agent_loop.agent_loop import AgentLoopOutput, register
@@ -70,11 +71,15 @@ class ZoomToolAgentLoop(ToolAgentLoop):
     async def _call_tool(
         self, tool_call: FunctionCall, tools_kwargs: dict[str, Any], agent_data: AgentData
     ) -> tuple[ToolResponse, float, dict]:
-        """veRL's tool call, except that an unknown tool name is refused without echoing it."""
+        """veRL's tool call, except that an unknown tool name is refused without echoing it, and a row's tool
+        kwargs that are no mappings count as absent (veRL would fail the call before the tool could record it)."""
         active_tools = getattr(agent_data, "_active_tools", self.tools)
         if tool_call.name not in active_tools:
             names = ", ".join(sorted(active_tools))
             return ToolResponse(text=f"Unknown tool. Available tools: {names}."), 0.0, {}
+        if not isinstance(tools_kwargs, Mapping):
+            tools_kwargs = {}
+        tools_kwargs = {name: kw for name, kw in tools_kwargs.items() if isinstance(kw, Mapping)}
         return await super()._call_tool(tool_call, tools_kwargs, agent_data)
 
     async def _handle_processing_tools_state(self, agent_data: AgentData, *args: Any, **kwargs: Any) -> AgentState:
