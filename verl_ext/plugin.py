@@ -13,6 +13,7 @@ REGISTERING_MODULES = (
     "verl_ext.tools.box_parser",  # tool parser "ground_r1_box" (multi_turn.format)
     "verl_ext.compat.mrope",  # veRL 0.9.1 bug: equal-length VLM batches break mrope position_ids
     "verl_ext.tools.agent_loop",  # agent loop "ground_r1_tool_agent" (rollout.agent.default_agent_loop)
+    "verl_ext.tools.branching",  # agent loop "ground_r1_branch_agent" (the paper's two-phase rollout)
 )
 
 for _module in REGISTERING_MODULES:

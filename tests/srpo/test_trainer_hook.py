@@ -40,7 +40,7 @@ def trainer(estimator: str, *overrides: str) -> GroundR1TrainerSync:
     return t
 
 
-def put_rollouts(partition: str, keys, rewards, scales, accs, lengths, more_infos=None):
+def put_rollouts(partition: str, keys, rewards, scales, accs, lengths, more_infos=None, more_fields=None):
     """Store rollouts as the v1 agent loop does: nested per-token fields, reward extra info in extra_fields."""
     rm_scores, masks = [], []
     for reward, length in zip(rewards, lengths, strict=True):
@@ -49,8 +49,10 @@ def put_rollouts(partition: str, keys, rewards, scales, accs, lengths, more_info
         rm_scores.append(score)
         masks.append(torch.ones(length, dtype=torch.int64))
     extra = [
-        {"reward_extra_info": {"evidence_scale": s, "acc": a, "score": r, **more}}
-        for s, a, r, more in zip(scales, accs, rewards, more_infos or [{}] * len(keys), strict=True)
+        {"reward_extra_info": {"evidence_scale": s, "acc": a, "score": r, **more}, **fields}
+        for s, a, r, more, fields in zip(
+            scales, accs, rewards, more_infos or [{}] * len(keys), more_fields or [{}] * len(keys), strict=True
+        )
     ]
     fields = TensorDict(
         {
@@ -206,3 +208,28 @@ def test_judge_counts_reach_the_step_metrics(transfer_queue):
     trainer("srpo")._compute_advantage(batch, metrics)
     assert (metrics["judge/calls"], metrics["judge/failures"]) == (2.0, 1.0)
     assert metrics["judge/agree_with_rules"] == 1.0 and metrics["judge/latency_max_s"] == 2.0
+
+
+def test_branching_diagnostics_reach_the_step_metrics(transfer_queue):
+    """Two prompts of the paper's shape (G2 = 2): a leader and its follower each, one pair diverging."""
+    branch = [
+        {"uid": "u1", "group": "u1/0", "role": "leader", "tail": "a"},
+        {"uid": "u1", "group": "u1/0", "role": "follower", "tail": "b"},
+        {"uid": "u2", "group": "u2/0", "role": "leader", "tail": "c"},
+        {"uid": "u2", "group": "u2/0", "role": "follower", "tail": "c"},
+    ]
+    keys = ["u1_0_0", "u1_1_0", "u2_0_0", "u2_1_0"]
+    batch = put_rollouts(
+        "branch",
+        keys,
+        [1.0, 0.0, 1.0, 1.0],
+        [0.2] * 4,
+        [1.0, 0.0, 1.0, 1.0],
+        [2] * 4,
+        None,
+        [{"branch": b} for b in branch],
+    )
+    metrics: dict = {}
+    trainer("srpo")._compute_advantage(batch, metrics)
+    assert metrics["branch/branches_per_prompt"] == 1.0 and metrics["branch/follower_share"] == 0.5
+    assert metrics["branch/diverged_share"] == 0.5

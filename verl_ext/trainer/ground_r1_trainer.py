@@ -1,13 +1,16 @@
 """veRL v1 sync trainer with evidence-scale routing for SRPO, per-scale-bin diagnostics and the harness's metrics.
 
 Registered with veRL's ``register_trainer`` as ``ground_r1_sync`` (the recipe config selects it through
-``trainer.v1.trainer_mode``). It is veRL's ``PPOTrainerSync`` with one step wrapped: the advantage step
-reads each trajectory's ``evidence_scale`` from its reward extra info (``extra_fields.reward_extra_info``
-in TransferQueue, in the batch's key order), hands them to the SRPO estimator for the duration of veRL's
-own ``_compute_advantage``, and logs ``scale/*`` metrics from the advantages it wrote back, and the LLM judge's
-``judge/*`` step metrics (veRL logs reward extra info only in validation). Validation adds the evaluation harness's
-own metrics (:func:`verl_ext.eval.metrics.validation_metrics`: HR-Bench cycle averaging, RefCOCO Acc@0.5, zoom
-statistics), so ``val-core/...`` during training carries the same numbers as ``python -m recipe.ground_r1.main_eval``.
+``trainer.v1.trainer_mode``). It is veRL's ``PPOTrainerSync`` with two steps extended:
+
+- the advantage step reads each trajectory's ``evidence_scale`` from its reward extra info
+  (``extra_fields.reward_extra_info`` in TransferQueue, in the batch's key order), hands them to the SRPO
+  estimator for the duration of veRL's own ``_compute_advantage``, and logs ``scale/*`` metrics from the
+  advantages it wrote back, the LLM judge's ``judge/*`` (veRL logs reward extra info only in validation) and
+  the branching rollout's ``branch/*``;
+- validation adds the evaluation harness's own metrics (:func:`verl_ext.eval.metrics.validation_metrics`: HR-Bench
+  cycle averaging, RefCOCO Acc@0.5, zoom statistics), so ``val-core/...`` during training carries the numbers
+  ``python -m recipe.ground_r1.main_eval`` reports.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from verl_ext.algorithms.srpo import LAUNCH_HINT, SRPOConfig, SRPOConfigError
 from verl_ext.eval.metrics import records_from_validation, rows_by_uid, validation_metrics
 from verl_ext.reward.judge import judge_step_metrics
 from verl_ext.reward_keys import ACC, EVIDENCE_SCALE, NUM_ZOOMS
+from verl_ext.tools.branching import branch_metrics
 from verl_ext.trainer import TRAINER_MODE
 from verl_ext.trainer.diagnostics import scale_bin_metrics
 
@@ -138,6 +142,7 @@ class GroundR1TrainerSync(PPOTrainerSync):
         infos = reward_extra_infos(fields["extra_fields"])
         scales = evidence_scales_from_infos(infos, required=is_srpo)
         metrics.update(judge_step_metrics(infos))
+        metrics.update(branch_metrics(fields["extra_fields"]))
 
         if is_srpo:
             with routed_evidence_scales(scales, keys=batch.keys):
