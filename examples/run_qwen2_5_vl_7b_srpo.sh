@@ -53,12 +53,11 @@ for arg in "$@"; do
 done
 PROJECT_NAME=${PROJECT_NAME:-ground_r1}
 EXPERIMENT_NAME=${EXPERIMENT_NAME:-qwen2_5_vl_7b_${ESTIMATOR}}
-CONFIG_DIR=$ROOT/recipe/ground_r1/config
 
 # The paper: 8 prompts x 8 rollouts, lr 1e-6, temperature 1, 512 tokens per turn, at most 5 rounds
 # (4 zooms + the answer), K=3 scale bins, 1000 steps; no KL term (no reference model). The pixel bounds
-# (min 3136, max 401408), rollout.n=8 and limit_images=5 are the recipe's own (config/ground_r1.yaml): override data.max_pixels
-# there or on the command line, and the dataset, the zoom tool and the reward all follow.
+# (min 3136, max 401408), rollout.n=8 and limit_images=5 are the recipe's own (verl_ext/config/ground_r1_recipe.yaml):
+# override data.max_pixels on the command line and the dataset, the zoom tool and the reward all follow.
 OVERRIDES=(
   "algorithm.adv_estimator=srpo"
   "algorithm.srpo.num_bins=3"

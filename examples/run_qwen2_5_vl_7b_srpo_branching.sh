@@ -6,7 +6,7 @@
 #
 # Everything else is examples/run_qwen2_5_vl_7b_srpo.sh (same environment variables, same checks); this script
 # only sets G2 and the group size and calls it. G2 is read by the recipe's agent-loop config
-# (recipe/ground_r1/config/agent_loop.yaml, branch_factor) from GROUND_R1_BRANCH_FACTOR: with NNODES > 1 export
+# (verl_ext/config/agent_loop.yaml, branch_factor) from GROUND_R1_BRANCH_FACTOR: with NNODES > 1 export
 # it before 'ray start' on every node as well, so the agent-loop workers there see it.
 set -euo pipefail
 

@@ -3,8 +3,10 @@
     python -m recipe.ground_r1.main_ground_r1 algorithm.adv_estimator=srpo ...   # SRPO
     python -m recipe.ground_r1.main_ground_r1 algorithm.adv_estimator=grpo ...   # the GRPO baseline
 
-The config (``config/ground_r1.yaml``) composes veRL's own ``ppo_trainer`` from the installed package and
-selects the ``ground_r1_sync`` trainer (veRL's sync v1 trainer plus the evidence-scale hook).
+The config (``config/ground_r1.yaml``) builds on the recipe settings the library ships
+(``verl_ext/config/ground_r1_recipe.yaml``: veRL's own ``ppo_trainer`` from the installed package, the
+``ground_r1_sync`` trainer, SRPO, the dataset hook, the zoom tool, the parser, the chat template, the agent loop
+and the reward).
 """
 
 from __future__ import annotations
@@ -22,18 +24,12 @@ from verl.utils.import_utils import load_extern_object
 
 from verl_ext import compat
 from verl_ext.algorithms.srpo import SRPOConfig, SRPOConfigError
-from verl_ext.config import register_resolvers as register_asset_resolvers
+from verl_ext.config import register_resolvers
 from verl_ext.data.dataset import GroundR1Dataset, pixel_bounds
 from verl_ext.tools.branching import check_branching
 from verl_ext.trainer import TRAINER_MODE
 
 RECIPE_DIR = Path(__file__).resolve().parent
-
-
-def register_resolvers() -> None:
-    """``${ground_r1_path:rel}`` (absolute path of a recipe file) plus the library's asset resolvers."""
-    OmegaConf.register_new_resolver("ground_r1_path", lambda rel: str(RECIPE_DIR / rel), replace=True)
-    register_asset_resolvers()
 
 
 def check_config(config: DictConfig) -> None:

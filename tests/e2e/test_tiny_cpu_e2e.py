@@ -33,7 +33,7 @@ ZOOM_TEXT = re.compile(
     r"<tool_response>\s*Zoomed in on \[([^\]]*)\] of the (\d+)x(\d+) image\. The new image is that region at "
     r"full resolution: (\d+)x(\d+) pixels of the original\."
 )
-#: The recipe's reward weights (recipe/ground_r1/config/ground_r1.yaml reward_kwargs).
+#: The recipe's reward weights (verl_ext/config/ground_r1_recipe.yaml reward_kwargs).
 ANSWER_WEIGHT, FORMAT_WEIGHT = 0.9, 0.1
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
@@ -184,8 +184,9 @@ def test_advantages_equal_the_estimator_recomputed_from_the_step(run: Path, esti
     from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage
 
     from verl_ext.algorithms.srpo import compute_srpo_outcome_advantage, scale_bins
+    from verl_ext.config import CONFIG_DIR
 
-    algorithm = OmegaConf.load(REPO / "recipe" / "ground_r1" / "config" / "ground_r1.yaml").algorithm
+    algorithm = OmegaConf.load(CONFIG_DIR / "ground_r1_recipe.yaml").algorithm
     spread_groups = multi_bin_groups = 0
     for step, rows in _advantage_dumps(run, estimator).items():
         rewards = torch.tensor([[r["reward"]] for r in rows], dtype=torch.float32)

@@ -19,13 +19,13 @@ from PIL import Image
 from verl.protocol import DataProto
 from verl.workers.rollout.replica import TokenOutput
 
+from verl_ext.config import TOOL_CONFIG
 from verl_ext.geometry import Frame
 from verl_ext.prompts import SYSTEM_BOX, SYSTEM_HERMES, fill_frame
 from verl_ext.testing.tiny_qwen import TINY_MAX_PIXELS, TINY_MIN_PIXELS, build_tiny_qwen25vl
 from verl_ext.tools.agent_loop import AGENT_NAME
 
-REPO = Path(__file__).resolve().parents[2]
-RECIPE_TOOL_YAML = REPO / "recipe" / "ground_r1" / "config" / "tool_config" / "region_zoom.yaml"
+RECIPE_TOOL_YAML = TOOL_CONFIG
 HERMES, BOX = "hermes", "ground_r1_box"
 #: The test scene: 1000x700 noise, which the tiny processor (bounds below) sees as 252x168.
 SCENE_SIZE = (1000, 700)

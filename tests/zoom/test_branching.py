@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +23,7 @@ from verl.workers.rollout.replica import TokenOutput
 
 from verl_ext.algorithms.routing import routed_evidence_scales
 from verl_ext.algorithms.srpo import SRPOConfig, scale_bins
+from verl_ext.config import AGENT_LOOP_CONFIG, compose_recipe
 from verl_ext.evidence import ZOOM_RECORDS_KEY
 from verl_ext.reward.score import compute_score
 from verl_ext.tools import AGENT_NAME
@@ -39,8 +39,7 @@ from verl_ext.tools.branching import (
 )
 from verl_ext.tools.region_zoom import RegionZoomTool
 
-RECIPE = Path(__file__).resolve().parents[2] / "recipe" / "ground_r1"
-RECIPE_AGENT_LOOP = RECIPE / "config" / "agent_loop.yaml"
+RECIPE_AGENT_LOOP = AGENT_LOOP_CONFIG
 #: First-turn boxes in the 252x168 frame: two small (scale < 1/3) and two large (> 2/3) regions.
 BOXES = [[10, 20, 60, 70], [100, 40, 160, 110], [0, 0, 240, 160], [5, 5, 250, 165]]
 
@@ -366,15 +365,11 @@ def test_full_determinism_gives_each_follower_its_own_seed(branch_loop):
 
 def test_rollout_n_must_be_a_multiple_of_the_branch_factor(monkeypatch):
     """The recipe refuses at start a rollout.n that cannot split into G1 groups of G2 (the env var sets G2)."""
-    from hydra import compose, initialize_config_dir
+    from recipe.ground_r1.main_ground_r1 import check_config
 
-    from recipe.ground_r1.main_ground_r1 import check_config, register_resolvers
-
-    register_resolvers()
     monkeypatch.setenv("GROUND_R1_BRANCH_FACTOR", "2")
-    with initialize_config_dir(config_dir=str(RECIPE / "config"), version_base=None):
-        good = compose(config_name="ground_r1", overrides=["actor_rollout_ref.rollout.n=8"])
-        bad = compose(config_name="ground_r1", overrides=["actor_rollout_ref.rollout.n=7"])
+    good = compose_recipe(["actor_rollout_ref.rollout.n=8"])
+    bad = compose_recipe(["actor_rollout_ref.rollout.n=7"])
     check_config(good)  # the recipe's start-up checks, before Ray
     with pytest.raises(ValueError, match=r"rollout.n=7 must be a multiple of 2"):
         check_config(bad)

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image, ImageOps
 from verl.tools.tool_registry import initialize_tools_from_config
 
+from verl_ext.config import TOOL_CONFIG
 from verl_ext.evidence import ZOOM_RECORDS_KEY, evidence_scale
 from verl_ext.geometry import Frame
 from verl_ext.tools.region_zoom import TOOL_NAME, RegionZoomTool
@@ -223,10 +224,7 @@ def test_tool_yaml_loads_through_verl(tool_yaml, tmp_path, monkeypatch):
     assert isinstance(tool, RegionZoomTool) and tool.name == TOOL_NAME
     assert (tool.max_zooms, tool.originals.budget_bytes) == (3, 7 * 2**20)
     monkeypatch.setenv("GROUND_R1_IMAGE_ROOT", str(tmp_path / "root"))
-    from verl_ext.tools import region_zoom
-
-    recipe_yaml = region_zoom.__file__.replace("verl_ext/tools/region_zoom.py", "recipe/ground_r1/config/tool_config")
-    (tool,) = initialize_tools_from_config(recipe_yaml + "/region_zoom.yaml")
+    (tool,) = initialize_tools_from_config(str(TOOL_CONFIG))
     assert tool.image_root == (tmp_path / "root").resolve()
 
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from omegaconf import OmegaConf
 from verl.experimental.agent_loop import agent_loop
 
+from verl_ext.config import AGENT_LOOP_CONFIG
 from verl_ext.tools import AGENT_NAME
 from verl_ext.tools.agent_loop import ZoomToolAgentLoop
 
-RECIPE_AGENT_LOOP = Path(__file__).resolve().parents[2] / "recipe" / "ground_r1" / "config" / "agent_loop.yaml"
+RECIPE_AGENT_LOOP = AGENT_LOOP_CONFIG
 THINK = "<think>Too small to read; zoom in.</think> "
 ANSWER = "<think>Readable now.</think> <answer>B</answer>"
 

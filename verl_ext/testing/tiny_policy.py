@@ -36,11 +36,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from verl_ext.config import compose_recipe
 from verl_ext.geometry import FACTOR
-from verl_ext.testing.tiny_qwen import REPO_ROOT, TINY_MAX_PIXELS, TINY_MIN_PIXELS, build_tiny_qwen25vl
+from verl_ext.testing.tiny_qwen import TINY_MAX_PIXELS, TINY_MIN_PIXELS, build_tiny_qwen25vl
 from verl_ext.testing.tiny_vqa import COLOURS
 
-RECIPE_CONFIG_DIR = REPO_ROOT / "recipe" / "ground_r1" / "config"
 #: Token budgets of the demo run (prompt: system turn + question + image; response: two turns + a crop turn).
 PROMPT_LENGTH = 384
 RESPONSE_LENGTH = 320
@@ -66,10 +66,6 @@ class WarmStart:
 
 def recipe_config(model_dir: str | Path, data_file: str | Path, overrides: list[str] | None = None):
     """The recipe's composed and resolved config for the tiny model and data (the demo run's settings)."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    _recipe_entrypoint().register_resolvers()
     base = [
         f"actor_rollout_ref.model.path={model_dir}",
         f"data.train_files={data_file}",
@@ -82,25 +78,7 @@ def recipe_config(model_dir: str | Path, data_file: str | Path, overrides: list[
         "actor_rollout_ref.rollout.name=hf",
         "actor_rollout_ref.rollout.calculate_log_probs=False",
     ]
-    with initialize_config_dir(config_dir=str(RECIPE_CONFIG_DIR), version_base=None):
-        config = compose(config_name="ground_r1", overrides=base + list(overrides or []))
-    OmegaConf.resolve(config)
-    return config
-
-
-def _recipe_entrypoint():
-    """``recipe/ground_r1/main_ground_r1.py`` loaded by path: the recipe is not an installed package (and
-    verl's wheel installs a ``recipe`` namespace of its own), so it imports only from the repository root."""
-    import importlib.util
-    import sys
-
-    name = "_ground_r1_main"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, RECIPE_CONFIG_DIR.parent / "main_ground_r1.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[name] = module
-    return sys.modules[name]
+    return compose_recipe(base + list(overrides or []))
 
 
 def load_rows(config, tokenizer, processor) -> list[dict[str, Any]]:

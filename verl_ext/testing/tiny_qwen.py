@@ -17,8 +17,6 @@ from pathlib import Path
 from verl_ext.config import CHAT_TEMPLATE
 from verl_ext.geometry import FACTOR
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
 #: Qwen2.5-VL's special tokens, in the order Qwen's tokenizer numbers them.
 SPECIAL_TOKENS = [
     "<|endoftext|>",

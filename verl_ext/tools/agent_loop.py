@@ -10,7 +10,7 @@ A zoom whose tool turn does not fit in the response budget is dropped by veRL (t
 showing the crop); its record is then marked invalid, so the evidence scale only ever counts regions the
 model actually saw. It also caps each assistant turn at ``max_tokens_per_turn`` tokens (the paper's 512),
 which veRL 0.9.1 has no setting for; set it through veRL's agent-loop config file (the recipe's
-``config/agent_loop.yaml``).
+``verl_ext/config/agent_loop.yaml``).
 
 The loop hands the zoom tool's decoded original back when the rollout ends (the tool shares one decoded copy
 per image between a worker's trajectories), and answers a call to an unknown tool without quoting the name the
