@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Ground-R1 with SRPO on Qwen2.5-VL-7B-Instruct: FSDP actor + vLLM async rollout with the region-zoom tool.
-# The paper's settings are the defaults (DESIGN.md section 2). Every extra argument is a hydra override:
+# The paper's settings are the defaults (docs/design.md, section 3). Every extra argument is a hydra override:
 #
 #   bash examples/run_qwen2_5_vl_7b_srpo.sh                                  # SRPO
 #   bash examples/run_qwen2_5_vl_7b_srpo.sh algorithm.adv_estimator=grpo     # the GRPO baseline

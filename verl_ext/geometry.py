@@ -1,4 +1,4 @@
-"""One coordinate frame, written down (DESIGN.md section 5).
+"""One coordinate frame, written down (docs/design.md, section 4).
 
 Qwen2.5-VL sees an image resized by ``qwen_vl_utils.smart_resize`` and writes boxes as absolute
 pixels of that resized frame. Ground truth, crops and evidence scales live in the original frame.

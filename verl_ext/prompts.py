@@ -3,7 +3,7 @@
 Prompts state the size of the image **as the model sees it** (after ``smart_resize``), because the
 model writes boxes in that frame. Data prep cannot know that size (it depends on the min/max pixels
 of the run), so templates carry the placeholders below and the dataset hook fills them in when the
-image is loaded for training (DESIGN.md section 5).
+image is loaded for training (docs/design.md, section 4).
 """
 
 from __future__ import annotations

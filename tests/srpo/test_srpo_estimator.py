@@ -1,4 +1,4 @@
-"""SRPO's advantages against DESIGN.md section 2, veRL's GRPO, and veRL's compute_advantage dispatch."""
+"""SRPO's advantages against docs/design.md section 3, veRL's GRPO, and veRL's compute_advantage dispatch."""
 
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ def test_weights_give_the_papers_ablations_and_unnormalised_mode():
 
 
 def reference_srpo(rewards: list[float], scales: list[float], index: list[int], k: int) -> list[float]:
-    """DESIGN.md section 2 written as plain per-group loops: an oracle for the vectorised version."""
+    """docs/design.md section 3 written as plain per-group loops: an oracle for the vectorised version."""
     out = [0.0] * len(rewards)
     for g in set(index):
         rows = [i for i in range(len(rewards)) if index[i] == g]

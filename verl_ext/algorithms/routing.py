@@ -1,7 +1,7 @@
 """Routes per-trajectory evidence scales from the trainer hook to the SRPO estimator.
 
 veRL 0.9.1 calls custom estimators from ``compute_advantage`` with only rewards, mask, uid and config
-(DESIGN.md section 3). The recipe's trainer reads each trajectory's ``evidence_scale`` from its reward
+(docs/design.md, section 2). The recipe's trainer reads each trajectory's ``evidence_scale`` from its reward
 extra info and opens :func:`routed_evidence_scales` around veRL's own advantage step; the estimator
 picks the scales up with :func:`current_routing`. The context is scoped to that one call.
 """

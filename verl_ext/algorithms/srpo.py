@@ -3,7 +3,7 @@
 Cao et al., "Ground-R1: Thinking with Images via Scale Relative Policy Optimization" (arXiv 2505.20272).
 Under GRPO, rollouts with large evidence regions earn higher rewards on average, so small-region rollouts
 get consistently negative advantages. SRPO compares rollouts within bins of evidence scale, and rewards
-the bin that does best. DESIGN.md section 2 is the specification; this module follows it line by line.
+the bin that does best. docs/design.md, section 3, is the specification; this module follows it line by line.
 """
 
 from __future__ import annotations

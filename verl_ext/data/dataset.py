@@ -1,4 +1,4 @@
-"""Dataset hook: finishes rows at load time with the run's pixel bounds (DESIGN.md section 5).
+"""Dataset hook: finishes rows at load time with the run's pixel bounds (docs/design.md, section 4).
 
 Select it with ``data.custom_cls.path=pkg://verl_ext.data.dataset`` and ``data.custom_cls.name=GroundR1Dataset``.
 For each row it reads ``data.min_pixels`` / ``data.max_pixels`` (required: the run's one source of the frame),

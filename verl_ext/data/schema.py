@@ -1,4 +1,4 @@
-"""The parquet layout every converter writes (DESIGN.md section 3), as one fixed Arrow schema.
+"""The parquet layout every converter writes (docs/design.md, section 5), as one fixed Arrow schema.
 
 One ``extra_info`` struct serves all sources (absent fields are null) so that files from different
 converters concatenate in ``RLHFDataset`` (``datasets.concatenate_datasets`` needs equal features).

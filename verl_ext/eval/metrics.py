@@ -1,4 +1,4 @@
-"""Evaluation metrics: pure functions over trajectory records (DESIGN.md section 8).
+"""Evaluation metrics: pure functions over trajectory records (docs/eval.md).
 
 A record is one question's one sample (see :mod:`verl_ext.eval.records`); the functions read only these keys:
 ``data_source``, ``key`` (the question), ``split``, ``category``, ``cycle_category``, ``ground_truth``,

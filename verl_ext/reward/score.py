@@ -1,4 +1,4 @@
-"""``compute_score``: the one reward function veRL calls for every row (DESIGN.md section 7).
+"""``compute_score``: the one reward function veRL calls for every row (docs/design.md, section 6).
 
 Composes the small scorers: the format of the turns, the answer scorer the row's data_source is
 registered with (:mod:`verl_ext.data_sources`), and the evidence scale of the zoom records the tool left in

@@ -3,7 +3,7 @@
 The model writes ``bbox_2d = [x1, y1, x2, y2]`` in absolute pixels of the image **as it sees it** (after
 ``smart_resize``). The tool maps that box to original pixels through :class:`verl_ext.geometry.Frame`,
 clamps it, grows short sides to ``MIN_SIDE``, rejects aspect ratios ``>= MAX_ASPECT``, crops the
-original and hands the crop back as a new image turn (DESIGN.md section 5). Cropping the resized copy
+original and hands the crop back as a new image turn (docs/design.md, section 4). Cropping the resized copy
 instead would add no detail on a 4K/8K image.
 
 Every call, valid or not, appends a :class:`verl_ext.evidence.ZoomRecord` to
