@@ -208,3 +208,56 @@ def test_advantages_equal_the_estimator_recomputed_from_the_step(run: Path, esti
     assert spread_groups >= 1, "no group had a reward spread: the check above compared zeros"
     if estimator == "srpo":
         assert multi_bin_groups >= 1, "no group spread over scale bins: SRPO was not exercised beyond GRPO"
+
+
+@pytest.fixture(scope="module")
+def branching_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo with the paper's two-phase rollout: BRANCH_FACTOR=2 with rollout.n=4, i.e. per prompt 2 first
+    turns, each continued by 2 answer rollouts."""
+    out = tmp_path_factory.mktemp("tiny_cpu_branching")
+    env = {**os.environ, "OUT_DIR": str(out), "ESTIMATORS": "srpo", "BRANCH_FACTOR": "2"}
+    proc = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, f"run_tiny_cpu.sh (branching) failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return out
+
+
+def test_branching_siblings_share_first_turn_and_bin_and_srpo_holds(branching_run: Path) -> None:
+    """Each follower (odd session) continues its leader's first turn, token for token in the decoded text, and
+    shares its evidence scale when that first zoom was valid; the dumped advantages are SRPO on those scales."""
+    from omegaconf import OmegaConf
+
+    from verl_ext.algorithms.routing import parse_key
+    from verl_ext.algorithms.srpo import compute_srpo_outcome_advantage
+    from verl_ext.config import CONFIG_DIR
+
+    algorithm = OmegaConf.load(CONFIG_DIR / "ground_r1_recipe.yaml").algorithm
+    advantages, rollouts = _advantage_dumps(branching_run, "srpo"), _rollout_dumps(branching_run, "srpo")
+    assert sorted(advantages) == sorted(rollouts) == [1, 2]
+    shared_first_turns = shared_scales = 0
+    for step, rows in advantages.items():
+        by_key = {row["key"]: row for row in rows}
+        for row in rows:
+            uid, session, index = parse_key(row["key"])
+            if int(session) % 2 == 0:
+                continue
+            leader = by_key[f"{uid}_{int(session) - 1}_{index}"]
+            leader_text, text = rollouts[step][leader["key"]]["output"], rollouts[step][row["key"]]["output"]
+            end = leader_text.find("</tool_response>")
+            if end < 0:
+                continue  # the leader answered at once: its first turn is not shared (docs/design.md)
+            prefix = leader_text[: end + len("</tool_response>")]
+            assert text.startswith(prefix), f"step {step}: {row['key']} did not continue {leader['key']}"
+            shared_first_turns += 1
+            if ZOOM_TEXT.search(prefix):
+                assert row["evidence_scale"] == leader["evidence_scale"]
+                shared_scales += 1
+        rewards = torch.tensor([[r["reward"]] for r in rows], dtype=torch.float32)
+        uids = np.array([r["uid"] for r in rows], dtype=object)
+        scales = np.array([r["evidence_scale"] for r in rows])
+        expected, _ = compute_srpo_outcome_advantage(
+            rewards, torch.ones_like(rewards), uids, evidence_scale=scales, config=algorithm
+        )
+        dumped = torch.tensor([r["advantage"] for r in rows], dtype=torch.float64)
+        torch.testing.assert_close(dumped, expected[:, 0].double(), rtol=1e-5, atol=1e-5, msg=f"step {step}")
+        assert "branch/follower_share" in _steps(branching_run, "srpo")[step]
+    assert shared_first_turns >= 1 and shared_scales >= 1, "no follower continued a zoomed first turn"
