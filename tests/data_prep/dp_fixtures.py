@@ -16,6 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from omegaconf import DictConfig, OmegaConf
 from PIL import Image, ImageDraw
 
 REPO = Path(__file__).resolve().parents[2]
@@ -241,3 +242,14 @@ def write_deepeyes(path: Path) -> list[dict[str, Any]]:
     )
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
     return rows
+
+
+def hook_config(tmp_path: Path, **data: Any) -> DictConfig:
+    """A ``data`` config for veRL's RLHFDataset / the dataset hook in tests.
+
+    No length filter: veRL's filter forks a datasets process pool (OmegaConf's get() turns a null worker count into
+    its default of 1), which deadlocks in a pytest process that already runs threads.
+    """
+    return OmegaConf.create(
+        {"max_prompt_length": 4096, "filter_overlong_prompts": False, "cache_dir": str(tmp_path / "c"), **data}
+    )

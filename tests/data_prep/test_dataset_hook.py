@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from dp_fixtures import read_rows, run_main, write_hr_bench
-from omegaconf import OmegaConf
+from dp_fixtures import hook_config, read_rows, run_main, write_hr_bench
 from verl.utils.dataset.rl_dataset import RLHFDataset, get_dataset_class
 
 from verl_ext.data.dataset import GroundR1Dataset
@@ -37,16 +36,8 @@ def refcoco_out(refcoco: dict[str, Path], tmp_path: Path) -> Path:
     return out
 
 
-def config(tmp_path: Path, **data) -> OmegaConf:
-    return OmegaConf.create(
-        # No length filter: veRL's filter forks a datasets process pool (OmegaConf's get() turns a null worker
-        # count into its default of 1), which deadlocks in a pytest process that already runs threads.
-        {"max_prompt_length": 4096, "filter_overlong_prompts": False, "cache_dir": str(tmp_path / "c"), **data}
-    )
-
-
 def test_verl_rlhf_dataset_reads_the_rows_with_their_image(refcoco_out: Path, tmp_path: Path, processor) -> None:
-    ds = RLHFDataset(str(refcoco_out / "val.parquet"), processor.tokenizer, config(tmp_path), processor=processor)
+    ds = RLHFDataset(str(refcoco_out / "val.parquet"), processor.tokenizer, hook_config(tmp_path), processor=processor)
     source = read_rows(refcoco_out / "val.parquet")
     assert len(ds) == len(source) == 2
     for k, src in enumerate(source):
@@ -61,7 +52,7 @@ def test_verl_rlhf_dataset_reads_the_rows_with_their_image(refcoco_out: Path, tm
 def test_hook_frame_equals_what_the_processor_produces(
     refcoco_out: Path, tmp_path: Path, processor, max_pixels: int
 ) -> None:
-    cfg = config(tmp_path, min_pixels=TINY_MIN_PIXELS, max_pixels=max_pixels, custom_cls=HOOK)
+    cfg = hook_config(tmp_path, min_pixels=TINY_MIN_PIXELS, max_pixels=max_pixels, custom_cls=HOOK)
     cls = get_dataset_class(cfg)
     assert cls is GroundR1Dataset
     write_hr_bench(tmp_path / "hr_bench_4k.tsv", rows=2, width=400, height=300)
@@ -97,7 +88,7 @@ def test_hook_frame_equals_what_the_processor_produces(
 
 
 def test_hook_refuses_bounds_the_processor_would_undo(refcoco_out: Path, tmp_path: Path, processor) -> None:
-    cfg = config(tmp_path, min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS * 4)
+    cfg = hook_config(tmp_path, min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS * 4)
     with pytest.raises(ValueError, match="outside the processor's own bounds"):
         GroundR1Dataset(str(refcoco_out / "val.parquet"), processor.tokenizer, cfg, processor=processor)
 
@@ -108,4 +99,6 @@ def test_hook_refuses_bounds_the_processor_would_undo(refcoco_out: Path, tmp_pat
 )
 def test_hook_never_guesses_pixel_bounds(refcoco_out: Path, tmp_path: Path, processor, bounds, match) -> None:
     with pytest.raises(ValueError, match=match):
-        GroundR1Dataset(str(refcoco_out / "val.parquet"), processor.tokenizer, config(tmp_path, **bounds), processor)
+        GroundR1Dataset(
+            str(refcoco_out / "val.parquet"), processor.tokenizer, hook_config(tmp_path, **bounds), processor
+        )

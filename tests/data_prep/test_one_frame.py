@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
+from dp_fixtures import hook_config
 from PIL import Image
 
 from verl_ext.data.dataset import GroundR1Dataset
@@ -66,15 +66,7 @@ def test_max_pixels_alone_moves_the_frame_of_dataset_tool_and_reward_together(gr
     processor = build_processor()
     frames = {}
     for max_pixels in (16 * 28 * 28, TINY_MAX_PIXELS):
-        config = OmegaConf.create(
-            {
-                "max_prompt_length": 4096,
-                "filter_overlong_prompts": False,
-                "cache_dir": str(tmp_path / "cache"),
-                "min_pixels": TINY_MIN_PIXELS,
-                "max_pixels": max_pixels,
-            }
-        )
+        config = hook_config(tmp_path, min_pixels=TINY_MIN_PIXELS, max_pixels=max_pixels)
         row = GroundR1Dataset(str(grounding_parquet), processor.tokenizer, config, processor=processor)[0]
         info = row["extra_info"]
         frame = Frame(info["image_width"], info["image_height"], info["resized_width"], info["resized_height"])

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dp_fixtures import hr_bench_records, jpeg_bytes, read_rows, run_main, write_refcoco, write_tsv
-from omegaconf import OmegaConf
+from dp_fixtures import hook_config, hr_bench_records, jpeg_bytes, read_rows, run_main, write_refcoco, write_tsv
 
 from verl_ext.data.dataset import GroundR1Dataset
 from verl_ext.testing.tiny_qwen import TINY_MAX_PIXELS, TINY_MIN_PIXELS, build_processor
@@ -67,15 +66,7 @@ def processor():
 
 
 def load(parquet: Path, tmp_path: Path, processor) -> list[dict]:
-    cfg = OmegaConf.create(
-        {
-            "max_prompt_length": 4096,
-            "filter_overlong_prompts": False,
-            "cache_dir": str(tmp_path / "cache"),
-            "min_pixels": TINY_MIN_PIXELS,
-            "max_pixels": TINY_MAX_PIXELS,
-        }
-    )
+    cfg = hook_config(tmp_path, min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS)
     ds = GroundR1Dataset(str(parquet), processor.tokenizer, cfg, processor=processor)
     return [ds[k] for k in range(len(ds))]
 
