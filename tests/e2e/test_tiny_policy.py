@@ -5,7 +5,6 @@ what veRL's agent loop renders (the recipe's prompt, the zoom tool's crop and te
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -111,11 +110,3 @@ def test_answers_follow_p_correct(setup) -> None:
     answers = [re.search(r"<answer>(.)</answer>", tiny_policy.answer_turn("B", rng, 0.75))[1] for _ in range(400)]
     assert 0.65 < answers.count("B") / len(answers) < 0.85
     assert set(answers) == set("ABCD")
-
-
-def test_cli_needs_an_output_folder(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    proc = subprocess.run([sys.executable, "-m", "verl_ext.testing.tiny_policy"], capture_output=True, text=True)
-    assert proc.returncode != 0 and "--out" in proc.stderr

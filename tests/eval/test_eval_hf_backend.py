@@ -8,9 +8,12 @@ import os
 import subprocess
 import sys
 
+import pytest
 from eval_fixtures import REPO, read_jsonl, vstar_parquet
 
 from verl_ext.testing.tiny_qwen import TINY_MAX_PIXELS, TINY_MIN_PIXELS, build_tiny_qwen25vl
+
+pytestmark = pytest.mark.e2e  # a fresh interpreter running the entrypoint with a tiny model
 
 
 def test_hf_backend_evaluates_rows_end_to_end(tmp_path):

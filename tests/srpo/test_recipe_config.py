@@ -70,6 +70,7 @@ def test_grpo_needs_no_srpo_hook():
     check_config(composed("algorithm.adv_estimator=grpo", "trainer.v1.trainer_mode=sync"))
 
 
+@pytest.mark.e2e  # a fresh interpreter through the real entrypoint
 def test_entrypoint_reports_bad_options_from_the_command_line():
     out = subprocess.run(
         [sys.executable, "-m", "recipe.ground_r1.main_ground_r1", "algorithm.srpo.bin_edges=[0.3,0.1]"],
@@ -83,6 +84,7 @@ def test_entrypoint_reports_bad_options_from_the_command_line():
     assert "ray init" not in out.stdout  # refused before Ray started
 
 
+@pytest.mark.e2e  # veRL's own test files in a fresh pytest process
 def test_verls_own_core_algos_cpu_tests_pass_with_the_plugin_installed(tmp_path):
     verl_tests = Path(verl.__file__).resolve().parents[1] / "tests" / "trainer"
     files = [
