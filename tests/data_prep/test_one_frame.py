@@ -87,3 +87,31 @@ def test_max_pixels_alone_moves_the_frame_of_dataset_tool_and_reward_together(gr
     # Had any of the three kept the other run's frame, the same words would point elsewhere.
     said_small = small.to_resized(TRUTH)
     assert iou(large.to_original(said_small), TRUTH) < 0.5
+
+
+def test_the_model_sees_transparency_on_white_like_the_tool_and_qwen(tmp_path):
+    """veRL alone would convert("RGB") a decoded RGBA image (transparent pixels black); the hook decodes it the
+    project's one way, so the pixels the processor gets are the ones the zoom tool crops from."""
+    rgba = Image.new("RGBA", (600, 400), (0, 0, 0, 0))
+    rgba.paste((200, 30, 40, 255), (100, 100, 300, 200))
+    rgba.save(tmp_path / "logo.png")
+    image = ImageRef.of(tmp_path / "logo.png", probe_file(tmp_path / "logo.png", "fixture", 0))
+    row = build_row(
+        data_source="refcoco",
+        messages=grounding_messages("the red bar", "box"),
+        image=image,
+        ability="grounding",
+        ground_truth=[100.0, 100.0, 300.0, 200.0],
+        extra_info={"split": "val", "index": 0},
+        use_tool=True,
+    )
+    with SplitWriter(tmp_path, GROUNDING_SCHEMA) as writer:
+        writer.write("val", row)
+    processor = build_processor()
+    config = hook_config(tmp_path, min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS)
+    dataset = GroundR1Dataset(str(tmp_path / "val.parquet"), processor.tokenizer, config, processor=processor)
+    images, _, _ = GroundR1Dataset._process_multi_modal_info(dataset[0]["raw_prompt"], 14, config)
+    seen = images[0].convert("RGB")
+    width, height = seen.size
+    assert seen.getpixel((2, 2)) == (255, 255, 255)  # transparent corner: white, not black
+    assert seen.getpixel((width * 200 // 600, height * 150 // 400)) == (200, 30, 40)
