@@ -158,9 +158,10 @@ class HFGenerateServer:
         token_ids = output.sequences[0, len(prompt_ids) :].tolist()
         if not want_log_probs:
             return token_ids, None
-        logits = torch.stack(output.logits, dim=0)[: len(token_ids), 0].float()
-        chosen = torch.tensor(token_ids, dtype=torch.long).unsqueeze(-1)
-        return token_ids, torch.log_softmax(logits, dim=-1).gather(-1, chosen).squeeze(-1).tolist()
+        # The model's own log-probabilities (raw logits, before temperature/top-k warping), normalised by transformers.
+        logits = tuple(step.float() for step in output.logits)
+        scores = self.model.compute_transition_scores(output.sequences, logits, normalize_logits=True)
+        return token_ids, scores[0, : len(token_ids)].tolist()
 
     async def update_weights(self, state: dict[str, torch.Tensor], global_steps: int | None = None) -> str:
         """Load the actor's full weights (HF names); every parameter and buffer must be covered."""

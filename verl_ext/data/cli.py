@@ -7,6 +7,7 @@ notes count what was repaired on the way (an evidence box clamped to the image) 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shutil
 import sys
@@ -134,7 +135,7 @@ def _write(
 ) -> None:
     """The conversion loop: read, build, skip or stop, and write each row into ``writer``."""
     with writer:
-        for item in tqdm(_take(items, limit), total=total, desc=desc, unit="row", file=sys.stderr):
+        for item in tqdm(itertools.islice(items, limit), total=total, desc=desc, unit="row", file=sys.stderr):
             summary.read += 1
             try:
                 name, row = build(item)
@@ -149,13 +150,6 @@ def _write(
             validate_row(row)
             writer.write(name, row)
         summary.written = dict(writer.counts)
-
-
-def _take(items: Iterable[T], limit: int | None) -> Iterator[T]:
-    for i, item in enumerate(items):
-        if limit is not None and i >= limit:
-            return
-        yield item
 
 
 def json_records(path: Path) -> Iterator[tuple[int, Any]]:
