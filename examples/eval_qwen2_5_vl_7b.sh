@@ -78,25 +78,15 @@ OVERRIDES=(
   "eval.max_concurrency=64"
 )
 
-if [ "${PRINT_OVERRIDES:-0}" = "1" ]; then
-  printf '%s\n' "${OVERRIDES[@]}" "$@"
-  exit 0
-fi
+. "$ROOT/examples/lib/preflight.sh"
+print_overrides_if_asked "${OVERRIDES[@]}" "$@"
 
-missing=()
 if ! command -v nvidia-smi >/dev/null 2>&1; then
   missing+=("no nvidia-smi: the vllm back end needs NVIDIA GPUs (elsewhere: eval.backend=openai against a served model)")
 fi
-IFS=, read -r -a files <<<"${VAL_FILES}"
-for f in "${files[@]}"; do
-  [ -z "$f" ] || [ -f "$f" ] || missing+=("eval file not found: $f (run the data_prep converter, or set VAL_FILES)")
-done
+require_files "eval file" "$VAL_FILES" "run the data_prep converter, or set VAL_FILES"
 python3 -c "import vllm" 2>/dev/null || missing+=("vllm is not installed: pip install -e \".[gpu]\"")
-if [ "${#missing[@]}" -gt 0 ]; then
-  echo "eval_qwen2_5_vl_7b.sh: cannot start:" >&2
-  printf '  - %s\n' "${missing[@]}" >&2
-  exit 2
-fi
+stop_if_missing eval_qwen2_5_vl_7b.sh
 
 cd "$ROOT"
 if [ "$MODEL_PATH" != "$CKPT" ] && [ ! -f "$MODEL_PATH/config.json" ]; then

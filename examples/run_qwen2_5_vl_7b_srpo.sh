@@ -96,12 +96,9 @@ OVERRIDES=(
   "trainer.experiment_name=${EXPERIMENT_NAME}"
 )
 
-if [ "${PRINT_OVERRIDES:-0}" = "1" ]; then
-  printf '%s\n' "${OVERRIDES[@]}" "$@"
-  exit 0
-fi
+. "$ROOT/examples/lib/preflight.sh"
+print_overrides_if_asked "${OVERRIDES[@]}" "$@"
 
-missing=()
 if ! command -v nvidia-smi >/dev/null 2>&1; then
   missing+=("no nvidia-smi: this launch needs NVIDIA GPUs (on a CPU machine run: bash examples/run_tiny_cpu.sh)")
 else
@@ -111,10 +108,7 @@ else
   fi
 fi
 [ -n "$TRAIN_FILES" ] || missing+=("no training data: no parquet in $DATA_DIR/deepeyes (set TRAIN_FILES or run data_prep/deepeyes_to_parquet.py)")
-IFS=, read -r -a files <<<"${TRAIN_FILES},${VAL_FILES}"
-for f in "${files[@]}"; do
-  [ -z "$f" ] || [ -f "$f" ] || missing+=("data file not found: $f")
-done
+require_files "data file" "${TRAIN_FILES},${VAL_FILES}"
 if [[ "$MODEL_PATH" == /* || "$MODEL_PATH" == .* ]] && [ ! -f "$MODEL_PATH/config.json" ]; then
   missing+=("model folder without config.json: $MODEL_PATH")
 fi
@@ -123,12 +117,7 @@ python3 -c "import verl_ext" 2>/dev/null || missing+=("this project is not insta
 if [ "$NNODES" -gt 1 ] && [ -z "${RAY_ADDRESS:-}" ]; then
   missing+=("NNODES=$NNODES needs a running Ray cluster: 'ray start --head' here, 'ray start --address=...' on the others, then RAY_ADDRESS=<head>:6379")
 fi
-if [ "${#missing[@]}" -gt 0 ]; then
-  echo "run_qwen2_5_vl_7b_srpo.sh: cannot start:" >&2
-  printf '  - %s\n' "${missing[@]}" >&2
-  echo "See: bash examples/run_qwen2_5_vl_7b_srpo.sh --help" >&2
-  exit 2
-fi
+stop_if_missing run_qwen2_5_vl_7b_srpo.sh "See: bash examples/run_qwen2_5_vl_7b_srpo.sh --help"
 
 cd "$ROOT"
 exec python3 -m recipe.ground_r1.main_ground_r1 "${OVERRIDES[@]}" "$@"

@@ -29,13 +29,17 @@ TRUTH = [300.0, 200.0, 700.0, 500.0]
 def grounding_parquet(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("one_frame")
     Image.new("RGB", (1200, 800), (90, 120, 150)).save(folder / "photo.jpg")
-    image = ImageRef.of(folder / "photo.jpg", probe_file(folder / "photo.jpg", "fixture", 0))
+    return write_grounding_row(folder, folder / "photo.jpg", "the blue square", TRUTH)
+
+
+def write_grounding_row(folder: Path, image_path: Path, expression: str, truth: list[float]) -> Path:
+    """One RefCOCO-style row (zoom tool on) in the converters' schema: ``folder/val.parquet``."""
     row = build_row(
         data_source="refcoco",
-        messages=grounding_messages("the blue square", "box"),
-        image=image,
+        messages=grounding_messages(expression, "box"),
+        image=ImageRef.of(image_path, probe_file(image_path, "fixture", 0)),
         ability="grounding",
-        ground_truth=TRUTH,
+        ground_truth=truth,
         extra_info={"split": "val", "index": 0},
         use_tool=True,
     )
@@ -95,21 +99,10 @@ def test_the_model_sees_transparency_on_white_like_the_tool_and_qwen(tmp_path):
     rgba = Image.new("RGBA", (600, 400), (0, 0, 0, 0))
     rgba.paste((200, 30, 40, 255), (100, 100, 300, 200))
     rgba.save(tmp_path / "logo.png")
-    image = ImageRef.of(tmp_path / "logo.png", probe_file(tmp_path / "logo.png", "fixture", 0))
-    row = build_row(
-        data_source="refcoco",
-        messages=grounding_messages("the red bar", "box"),
-        image=image,
-        ability="grounding",
-        ground_truth=[100.0, 100.0, 300.0, 200.0],
-        extra_info={"split": "val", "index": 0},
-        use_tool=True,
-    )
-    with SplitWriter(tmp_path, GROUNDING_SCHEMA) as writer:
-        writer.write("val", row)
+    parquet = write_grounding_row(tmp_path, tmp_path / "logo.png", "the red bar", [100.0, 100.0, 300.0, 200.0])
     processor = build_processor()
     config = hook_config(tmp_path, min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS)
-    dataset = GroundR1Dataset(str(tmp_path / "val.parquet"), processor.tokenizer, config, processor=processor)
+    dataset = GroundR1Dataset(str(parquet), processor.tokenizer, config, processor=processor)
     images, _, _ = GroundR1Dataset._process_multi_modal_info(dataset[0]["raw_prompt"], 14, config)
     seen = images[0].convert("RGB")
     width, height = seen.size
