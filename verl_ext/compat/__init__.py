@@ -18,10 +18,19 @@ Private surfaces written to or patched (code in this package):
 
 Private surfaces relied on where they are used (checked here):
 
-- ``ToolAgentLoop._handle_generating_state`` and ``._handle_processing_tools_state``: overridden by the zoom agent
-  loop (:mod:`verl_ext.tools.agent_loop`) to cap each turn and to mark crops that never reached the model.
-- ``AgentData``: the zoom tool keeps the decoded original on the trajectory's ``AgentData`` as a private
-  attribute (veRL 0.9.1 creates a tool instance per call, so per-trajectory state has nowhere else to live).
+- ``ToolAgentLoop._handle_pending_state``, ``._handle_generating_state``, ``._handle_processing_tools_state`` and
+  ``._call_tool``: overridden by the zoom agent loop (:mod:`verl_ext.tools.agent_loop`) to cap each turn, mark crops
+  that never reached the model, end a turn that spells image placeholders, and refuse unknown tool names without
+  echoing them; and by the branching loop (:mod:`verl_ext.tools.branching`) to adopt a leader's first turn.
+- ``AgentData``: its constructor and fields (``prompt_ids``, ``response_ids``, ``response_mask``,
+  ``response_logprobs``, ``messages``, ``image_data``, ``extra_fields``, turn counters, ``request_id``, the private
+  ``_active_tools``) are copied by the branching loop; the zoom tool keeps its share of the decoded original on the
+  trajectory's ``AgentData`` as a private attribute (veRL 0.9.1 creates a tool instance per call, so per-trajectory
+  state has nowhere else to live).
+- The agent loop's ``server_manager`` (wrapped for followers to read ``num_cached_tokens``), and veRL's behaviour
+  that ``AgentLoopWorker`` starts a prompt's ``rollout.n`` sessions as tasks of one process, in session order, with
+  ``session_id`` (the branching loop relies on it), and that ``_compute_multi_modal_inputs`` rebuilds image inputs
+  from the decoded text (why a turn that spells ``<|image_pad|>`` is ended).
 - ``PPOTrainerSync._compute_advantage``: wrapped by the recipe's trainer (:mod:`verl_ext.trainer.ground_r1_trainer`)
   to route evidence scales; it reads ``extra_fields["reward_extra_info"]`` from TransferQueue, and the v1 key
   layout ``{uid}_{session_id}_{index}`` (parsed once, in :func:`verl_ext.algorithms.routing.parse_key`).
@@ -45,8 +54,11 @@ PRIVATE_SURFACES = (
     ("verl.utils.tensordict_utils", "maybe_fix_3d_position_ids"),
     ("verl.workers.rollout.base", "_ROLLOUT_REGISTRY"),
     ("verl.workers.engine.base", "EngineRegistry._engines"),
+    ("verl.experimental.agent_loop.tool_agent_loop", "ToolAgentLoop._handle_pending_state"),
     ("verl.experimental.agent_loop.tool_agent_loop", "ToolAgentLoop._handle_generating_state"),
     ("verl.experimental.agent_loop.tool_agent_loop", "ToolAgentLoop._handle_processing_tools_state"),
+    ("verl.experimental.agent_loop.tool_agent_loop", "ToolAgentLoop._call_tool"),
+    ("verl.experimental.agent_loop.agent_loop", "AgentLoopWorker._compute_multi_modal_inputs"),
     ("verl.experimental.agent_loop.tool_agent_loop", "AgentData"),
     ("verl.trainer.ppo.v1", "PPOTrainerSync._compute_advantage"),
     ("verl.trainer.ppo.v1", "PPOTrainerSync._validate"),
