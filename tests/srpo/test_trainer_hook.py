@@ -16,7 +16,7 @@ from tensordict import NonTensorStack, TensorDict
 
 from verl_ext.algorithms.srpo import SRPOConfigError, compute_srpo_outcome_advantage
 from verl_ext.trainer.diagnostics import bin_label
-from verl_ext.trainer.ground_r1_trainer import GroundR1TrainerSync, KeptBatches
+from verl_ext.trainer.ground_r1_trainer import GroundR1TrainerSync, ValidationRows
 
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "recipe", "ground_r1", "config")
 
@@ -182,10 +182,11 @@ def test_validation_carries_the_harness_metrics_with_hr_bench_cycles():
         ],
         "reward_model": [{"ground_truth": "A"}] * 5,
     }
-    t.val_dataloader = [batch]
-    kept = KeptBatches(t.val_dataloader)
-    assert list(kept) == [batch] and len(kept) == 1
-    t._val_batches = kept
+    loader = ValidationRows([{k: v for k, v in batch.items() if k != "uid"}])
+    for taken in loader:  # as veRL's _validate: the uid column is written after the batch is taken
+        taken["uid"] = batch["uid"]
+    assert len(loader) == 1 and loader.rows["q5"]["cycle_category"] == "c2"
+    t._val_rows = loader
     infos = {"acc": acc, "score": acc, "iou": [-1.0] * 5, "evidence_scale": [0.1, 0.5, 0.9, 1.0, 1.0]}
     infos["num_zooms"] = [1.0, 1.0, 1.0, 0.0, 0.0]
     metrics = t._val_metrics_update(["hr_bench_4k"] * 5, uids, infos, [2, 2, 2, 1, 1])

@@ -34,8 +34,9 @@ Private surfaces relied on where they are used (checked here):
 - ``PPOTrainerSync._compute_advantage``: wrapped by the recipe's trainer (:mod:`verl_ext.trainer.ground_r1_trainer`)
   to route evidence scales; it reads ``extra_fields["reward_extra_info"]`` from TransferQueue, and the v1 key
   layout ``{uid}_{session_id}_{index}`` (parsed once, in :func:`verl_ext.algorithms.routing.parse_key`).
-- ``PPOTrainerSync._validate`` (its ``val_dataloader`` is swapped for one that keeps the batch dicts veRL writes
-  ``uid`` into) and ``._val_metrics_update`` (extended with the evaluation harness's metrics).
+- ``PPOTrainerSync._validate`` (its ``val_dataloader`` is swapped for one that reads each batch's row fields after
+  veRL writes the ``uid`` column into it) and ``._val_metrics_update`` (extended with the evaluation harness's
+  metrics).
 """
 
 from __future__ import annotations

@@ -113,17 +113,22 @@ def dump_step(
     tmp.replace(path)
 
 
-class KeptBatches:
-    """A dataloader that keeps the batch dicts it yields (veRL's ``_validate`` writes each one's ``uid`` column)."""
+class ValidationRows:
+    """A dataloader that records each question's row fields by prompt uid, one batch at a time.
+
+    veRL's ``_validate`` writes a ``uid`` column into each batch dict after taking it from the loader; the fields
+    are read when the next batch is asked for, so only the small per-question fields are kept (not the batches
+    with their images).
+    """
 
     def __init__(self, loader: Any) -> None:
         self.loader = loader
-        self.kept: list[dict] = []
+        self.rows: dict[str, dict] = {}
 
     def __iter__(self):
         for batch in self.loader:
-            self.kept.append(batch)
             yield batch
+            self.rows.update(rows_by_uid([batch]))
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -171,9 +176,9 @@ class GroundR1TrainerSync(PPOTrainerSync):
         return batch
 
     def _validate(self) -> dict[str, float]:
-        """veRL's validation, keeping the batches so the harness's metrics can see each question's row fields."""
+        """veRL's validation, recording each question's row fields so the harness's metrics can group them."""
         loader = self.val_dataloader
-        self._val_batches = self.val_dataloader = KeptBatches(loader)
+        self._val_rows = self.val_dataloader = ValidationRows(loader)
         try:
             return super()._validate()
         finally:
@@ -186,8 +191,8 @@ class GroundR1TrainerSync(PPOTrainerSync):
         metrics = super()._val_metrics_update(
             data_sources, sample_uids, reward_extra_infos_dict, sample_turns, expected_acc_counts=expected_acc_counts
         )
-        kept = getattr(self, "_val_batches", None)
-        rows = rows_by_uid(kept.kept) if kept is not None else None
+        recorded = getattr(self, "_val_rows", None)
+        rows = recorded.rows if recorded is not None else None
         records = records_from_validation(data_sources, sample_uids, reward_extra_infos_dict, rows)
         cfg = SRPOConfig.from_algorithm_config(self.config.algorithm)
         metrics.update(validation_metrics(records, cfg.num_bins, cfg.bin_edges))
