@@ -35,6 +35,8 @@ ZOOM_TEXT = re.compile(
 )
 #: The recipe's reward weights (verl_ext/config/ground_r1_recipe.yaml reward_kwargs).
 ANSWER_WEIGHT, FORMAT_WEIGHT = 0.9, 0.1
+#: The recipe's three equal-width scale bins as the metrics name them.
+BINS = ((0, 0, 33), (1, 33, 67), (2, 67, 100))
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
 
@@ -213,10 +215,11 @@ def test_advantages_equal_the_estimator_recomputed_from_the_step(run: Path, esti
 @pytest.fixture(scope="module")
 def branching_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo with the paper's two-phase rollout: BRANCH_FACTOR=2 with rollout.n=4, i.e. per prompt 2 first
-    turns, each continued by 2 answer rollouts."""
+    turns, each continued by 2 answer rollouts; it also validates before training (veRL's real validation step)."""
     out = tmp_path_factory.mktemp("tiny_cpu_branching")
     env = {**os.environ, "OUT_DIR": str(out), "ESTIMATORS": "srpo", "BRANCH_FACTOR": "2"}
-    proc = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=1500)
+    command = ["bash", str(SCRIPT), "trainer.val_before_train=True"]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, f"run_tiny_cpu.sh (branching) failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     return out
 
@@ -261,3 +264,13 @@ def test_branching_siblings_share_first_turn_and_bin_and_srpo_holds(branching_ru
         torch.testing.assert_close(dumped, expected[:, 0].double(), rtol=1e-5, atol=1e-5, msg=f"step {step}")
         assert "branch/follower_share" in _steps(branching_run, "srpo")[step]
     assert shared_first_turns >= 1 and shared_scales >= 1, "no follower continued a zoomed first turn"
+
+
+def test_validation_logs_the_harness_metrics_next_to_verls(branching_run: Path) -> None:
+    """veRL's validation step in the real trainer carries the evaluation harness's metrics (same functions)."""
+    validation = _steps(branching_run, "srpo")[0]
+    # The tiny rows have no option-rotation cycles: the harness's accuracy is veRL's mean over the questions.
+    assert validation["val-core/visual_cot/acc"] == pytest.approx(validation["val-core/visual_cot/acc/mean@1"])
+    assert validation["val-aux/visual_cot/n"] >= 1 and validation["val-aux/visual_cot/failed"] == 0
+    shares = [validation[f"val-aux/visual_cot/scale/bin{k}_{lo}-{hi}/share"] for k, lo, hi in BINS]
+    assert sum(shares) == pytest.approx(1.0) and validation["val-aux/visual_cot/zooms_per_question"] >= 0
