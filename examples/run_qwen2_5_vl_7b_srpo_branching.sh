@@ -5,9 +5,9 @@
 #   bash examples/run_qwen2_5_vl_7b_srpo_branching.sh [hydra overrides ...]
 #
 # Everything else is examples/run_qwen2_5_vl_7b_srpo.sh (same environment variables, same checks); this script
-# only sets G2 and the group size and calls it. G2 is read by the recipe's agent-loop config
-# (verl_ext/config/agent_loop.yaml, branch_factor) from GROUND_R1_BRANCH_FACTOR: with NNODES > 1 export
-# it before 'ray start' on every node as well, so the agent-loop workers there see it.
+# only sets G2 and the group size and calls it: ground_r1.branch_factor=G2 and rollout.n=G1*G2 (G1, G2: environment,
+# default 4 and 2). G2 is a run setting: the config carries it to every agent-loop worker, on every node, so a
+# multi-node run (NNODES > 1) needs nothing of it at 'ray start'.
 set -euo pipefail
 
 for arg in "$@"; do
@@ -21,9 +21,9 @@ done
 
 G1=${G1:-4}
 G2=${G2:-2}
-export GROUND_R1_BRANCH_FACTOR=$G2
 export EXPERIMENT_NAME=${EXPERIMENT_NAME:-qwen2_5_vl_7b_srpo_branch_g${G1}x${G2}}
 
 exec bash "$(dirname "${BASH_SOURCE[0]}")/run_qwen2_5_vl_7b_srpo.sh" \
+  "ground_r1.branch_factor=$G2" \
   "actor_rollout_ref.rollout.n=$((G1 * G2))" \
   "$@"

@@ -4,8 +4,8 @@
 #   bash examples/run_tiny_cpu.sh                       # SRPO, then the GRPO baseline
 #   ESTIMATORS=grpo bash examples/run_tiny_cpu.sh       # one estimator
 #   bash examples/run_tiny_cpu.sh trainer.total_training_steps=3   # extra args go to hydra
-#   BRANCH_FACTOR=2 bash examples/run_tiny_cpu.sh       # the paper's two-phase rollout: G1 = ROLLOUT_N / 2 first
-#                                                       # turns per prompt, each continued by 2 answer rollouts
+#   bash examples/run_tiny_cpu.sh ground_r1.branch_factor=2   # the paper's two-phase rollout (G2 = 2): G1 =
+#                                                       # ROLLOUT_N / 2 first turns per prompt, each continued twice
 #
 # Builds offline under OUT_DIR (default: a new temp dir) a tiny Qwen2.5-VL warm-started to use the zoom
 # protocol (verl_ext/testing/tiny_policy.py: <think>, <box>, then <answer>; about a minute) and a small
@@ -18,8 +18,8 @@
 # The CPU support (verl_ext/cpu) is loaded in every process through VERL_USE_EXTERNAL_MODULES /
 # VERL_PLATFORM; GPU launches never load it.
 #
-# Environment: OUT_DIR, ESTIMATORS (default "srpo grpo"), ROLLOUT_N (default 4), PYTHON (default python),
-# BRANCH_FACTOR (default 1: independent rollouts; G2 > 1 needs ROLLOUT_N a multiple of it).
+# Environment: OUT_DIR, ESTIMATORS (default "srpo grpo"), ROLLOUT_N (default 4; a multiple of G2), PYTHON (default
+# python).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,9 +27,6 @@ OUT_DIR="${OUT_DIR:-$(mktemp -d -t ground_r1_tiny_cpu.XXXXXX)}"
 ESTIMATORS="${ESTIMATORS:-srpo grpo}"
 ROLLOUT_N="${ROLLOUT_N:-4}"
 PYTHON="${PYTHON:-python}"
-# G2, read by the recipe's agent-loop config (branch_factor) in the driver's check and in Ray's workers.
-export GROUND_R1_BRANCH_FACTOR="${BRANCH_FACTOR:-1}"
-
 export VERL_USE_EXTERNAL_MODULES=verl_ext.cpu.plugin VERL_PLATFORM=cpu
 export TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}" HYDRA_FULL_ERROR=1
 # A fresh Ray cluster owned by this run (never attach to someone else's); it stops when the trainer exits.

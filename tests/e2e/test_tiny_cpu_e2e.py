@@ -214,11 +214,12 @@ def test_advantages_equal_the_estimator_recomputed_from_the_step(run: Path, esti
 
 @pytest.fixture(scope="module")
 def branching_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo with the paper's two-phase rollout: BRANCH_FACTOR=2 with rollout.n=4, i.e. per prompt 2 first
-    turns, each continued by 2 answer rollouts; it also validates before training (veRL's real validation step)."""
+    """The demo with the paper's two-phase rollout: ground_r1.branch_factor=2 with rollout.n=4, i.e. per prompt 2
+    first turns, each continued by 2 answer rollouts; it also validates before training (veRL's real validation
+    step)."""
     out = tmp_path_factory.mktemp("tiny_cpu_branching")
-    env = {**os.environ, "OUT_DIR": str(out), "ESTIMATORS": "srpo", "BRANCH_FACTOR": "2"}
-    command = ["bash", str(SCRIPT), "trainer.val_before_train=True"]
+    env = {**os.environ, "OUT_DIR": str(out), "ESTIMATORS": "srpo"}
+    command = ["bash", str(SCRIPT), "ground_r1.branch_factor=2", "trainer.val_before_train=True"]
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, f"run_tiny_cpu.sh (branching) failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     return out

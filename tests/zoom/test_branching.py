@@ -8,7 +8,10 @@ differently each time; it reports ``num_cached_tokens`` as a prefix cache behind
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,9 +34,11 @@ from verl_ext.tools.agent_loop import ZoomToolAgentLoop
 from verl_ext.tools.branching import (
     _GROUPS,
     BRANCH_AGENT_NAME,
+    BRANCH_FACTOR_KEY,
     BRANCH_KEY,
     BranchLeaderFailed,
     BranchZoomAgentLoop,
+    branch_factor_of,
     branch_metrics,
     check_branching,
 )
@@ -110,14 +115,14 @@ def isolated_registry(monkeypatch):
 
 
 @pytest.fixture
-def branch_loop(make_zoom_loop, tmp_path, monkeypatch):
-    """A ZoomLoop (<box> syntax) whose rows use the recipe's agent-loop file with GROUND_R1_BRANCH_FACTOR."""
+def branch_loop(make_zoom_loop):
+    """A ZoomLoop (<box> syntax) whose rows use the recipe's agent-loop file, G2 set in the run's config."""
 
     def build(factor: int, *overrides: str):
-        monkeypatch.setenv("GROUND_R1_BRANCH_FACTOR", str(factor))
         loop = make_zoom_loop(
             "ground_r1_box",
             f"actor_rollout_ref.rollout.agent.agent_loop_config_path={RECIPE_AGENT_LOOP}",
+            f"+{BRANCH_FACTOR_KEY}={factor}",
             *overrides,
         )
         loop.worker.llm_client = loop.server = BranchServer(loop.tokenizer)
@@ -363,16 +368,53 @@ def test_full_determinism_gives_each_follower_its_own_seed(branch_loop):
     assert seeds.count(None) == len(seeds) - 2  # leaders keep the server's seed; followers make one request each
 
 
-def test_rollout_n_must_be_a_multiple_of_the_branch_factor(monkeypatch):
-    """The recipe refuses at start a rollout.n that cannot split into G1 groups of G2 (the env var sets G2)."""
+def test_rollout_n_must_be_a_multiple_of_the_branch_factor():
+    """The recipe refuses at start a rollout.n that cannot split into G1 groups of G2 (the run setting)."""
     from recipe.ground_r1.main_ground_r1 import check_config
 
-    monkeypatch.setenv("GROUND_R1_BRANCH_FACTOR", "2")
-    good = compose_recipe(["actor_rollout_ref.rollout.n=8"])
-    bad = compose_recipe(["actor_rollout_ref.rollout.n=7"])
+    good = compose_recipe(["actor_rollout_ref.rollout.n=8", "ground_r1.branch_factor=2"])
+    bad = compose_recipe(["actor_rollout_ref.rollout.n=7", "ground_r1.branch_factor=2"])
     check_config(good)  # the recipe's start-up checks, before Ray
     with pytest.raises(ValueError, match=r"rollout.n=7 must be a multiple of 2"):
         check_config(bad)
-    monkeypatch.setenv("GROUND_R1_BRANCH_FACTOR", "0")
-    with pytest.raises(ValueError, match="branch_factor must be a positive integer"):
-        check_branching(good)
+    for value in (0, -2, 1.5, True, "two"):
+        with pytest.raises(ValueError, match="branch_factor must be a positive integer"):
+            check_branching(compose_recipe([f"ground_r1.branch_factor={value}"]))
+
+
+def test_the_recipe_default_is_independent_rollouts(branch_loop):
+    """The recipe ships G2 = 1; a config without the key (veRL's own ppo_trainer) also runs without branching."""
+    assert branch_factor_of(compose_recipe([])) == 1
+    loop = branch_loop(2)
+    del loop.worker.config.ground_r1
+    out = run_batch(loop, prompt_kwargs(loop, 4))
+    assert sum(c["first"] for c in loop.server.calls) == 4 and BRANCH_KEY not in out.non_tensor_batch
+
+
+def test_an_agent_loop_file_that_sets_branch_factor_is_refused(tmp_path):
+    """G2 lives in one place: an agent-loop entry still carrying branch_factor would be passed on unread by veRL
+    (the loop ignores unknown kwargs) and the run would silently not branch, so the recipe refuses it."""
+    from recipe.ground_r1.main_ground_r1 import check_config
+
+    entries = OmegaConf.load(RECIPE_AGENT_LOOP)
+    entries[0].branch_factor = 2
+    path = tmp_path / "agent_loop.yaml"
+    OmegaConf.save(entries, path)
+    config = compose_recipe([f"actor_rollout_ref.rollout.agent.agent_loop_config_path={path}"])
+    with pytest.raises(ValueError, match=r"sets branch_factor.*ground_r1\.branch_factor=2"):
+        check_config(config)
+
+
+def test_the_branching_launch_script_sets_g2_in_the_run_config(tmp_path):
+    """examples/run_qwen2_5_vl_7b_srpo_branching.sh hands G2 to hydra (no environment variable a node could miss):
+    its overrides compose into a config whose G2 and rollout.n the recipe accepts."""
+    from recipe.ground_r1.main_ground_r1 import check_config
+
+    script = Path(__file__).resolve().parents[2] / "examples" / "run_qwen2_5_vl_7b_srpo_branching.sh"
+    env = {**os.environ, "PRINT_OVERRIDES": "1", "DATA_DIR": str(tmp_path), "TRAIN_FILES": str(tmp_path / "a.parquet")}
+    env = {k: v for k, v in env.items() if not k.startswith("GROUND_R1_")}
+    out = subprocess.run(["bash", str(script)], env={**env, "G1": "3"}, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    config = compose_recipe(out.stdout.splitlines())
+    assert branch_factor_of(config) == 2 and config.actor_rollout_ref.rollout.n == 6
+    check_config(config)

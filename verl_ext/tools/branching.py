@@ -1,7 +1,10 @@
 """``ground_r1_branch_agent``: the paper's two-phase rollout, G1 first turns per prompt, each continued G2 times.
 
+G2 is a run setting, ``ground_r1.branch_factor`` (:data:`BRANCH_FACTOR_KEY`): every agent-loop worker reads it from
+the run's config, which veRL hands whole to each worker on every node.
+
 veRL's worker runs the ``rollout.n`` sessions of a prompt as tasks of one process (``session_id`` 0..n-1, one
-``uid``). With ``branch_factor = G2 > 1`` this loop pairs them: session ``s`` with ``s % G2 == 0`` **leads** its
+``uid``). With G2 > 1 this loop pairs them: session ``s`` with ``s % G2 == 0`` **leads** its
 group ``s // G2``; it runs the first assistant turn and its tool call (box and crop) as today, then publishes a
 copy of its trajectory state. The ``G2 - 1`` **followers** adopt that copy (token-for-token prompt and response,
 masks, rollout log-probs, messages, images including the crop, zoom records, turn counters) and generate on from
@@ -18,7 +21,7 @@ Rules (each a test):
   sample (identical rewards, doubled weight); an own first turn is a proper sample of the policy.
 - A leader that fails fails its followers with the same reason; a follower waits at most ``branch_timeout_s``.
   The published state is dropped once every follower has read it.
-- ``branch_factor = 1``, a row without ``session_id``/``uid`` (veRL's non-v1 worker), a greedy rollout or one not
+- G2 = 1, a row without ``session_id``/``uid`` (veRL's non-v1 worker), a greedy rollout or one not
   sampled with the training settings (validation) run exactly :class:`ZoomToolAgentLoop`.
 
 The shared first turn is trained once per sibling, each time with that sibling's advantage: every trajectory is
@@ -34,12 +37,16 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import hashlib
 import logging
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ray
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from verl.experimental.agent_loop.agent_loop import register
 from verl.experimental.agent_loop.tool_agent_loop import AgentData, AgentState
@@ -52,8 +59,8 @@ logger = logging.getLogger(__name__)
 BRANCH_AGENT_NAME = "ground_r1_branch_agent"
 #: extra_fields key of each trajectory's branch record.
 BRANCH_KEY = "branch"
-#: The paper's G2, for ``ground_r1_branch_agent`` instantiated without a config entry.
-DEFAULT_BRANCH_FACTOR = 2
+#: The run setting that holds G2 (the recipe's default: 1, independent rollouts; the paper: 2).
+BRANCH_FACTOR_KEY = "ground_r1.branch_factor"
 DEFAULT_BRANCH_TIMEOUT_S = 600.0
 #: Spacing of follower seeds under full_determinism (keeps them clear of the server's replica_rank + seed).
 _SEED_STRIDE = 1_000_003
@@ -107,17 +114,12 @@ _COPIED = (
 
 @register(BRANCH_AGENT_NAME)
 class BranchZoomAgentLoop(ZoomToolAgentLoop):
-    """The zoom loop with first-turn branching; ``branch_factor`` is G2 (1: exactly ``ZoomToolAgentLoop``)."""
+    """The zoom loop with first-turn branching; G2 is the run's ``ground_r1.branch_factor`` (1: exactly
+    ``ZoomToolAgentLoop``)."""
 
-    def __init__(
-        self,
-        *args: Any,
-        branch_factor: int | str = DEFAULT_BRANCH_FACTOR,
-        branch_timeout_s: float = DEFAULT_BRANCH_TIMEOUT_S,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *args: Any, branch_timeout_s: float = DEFAULT_BRANCH_TIMEOUT_S, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.branch_factor = parse_branch_factor(branch_factor)
+        self.branch_factor = branch_factor_of(self.config)
         if not float(branch_timeout_s) > 0:
             raise ValueError(f"branch_timeout_s must be positive, got {branch_timeout_s!r}")
         self.branch_timeout_s = float(branch_timeout_s)
@@ -179,6 +181,7 @@ class BranchZoomAgentLoop(ZoomToolAgentLoop):
                 self._role, self._group = "follower", group
                 group.readers += 1
         self._record["role"] = self._role
+        _announce_branching(self.branch_factor)
 
     def _is_training_sampling(self, sampling_params: dict[str, Any]) -> bool:
         """Sampled with the training settings (validation uses val_kwargs; greedy siblings would be identical)."""
@@ -304,7 +307,7 @@ class _CachedTokensProbe:
 
 
 def parse_branch_factor(value: Any) -> int:
-    """G2 as a positive int (the config may hand it over as a string, e.g. from an environment variable)."""
+    """G2 as a positive int (an integer, or its digits as a string in a YAML file)."""
     try:
         factor = int(str(value).strip())
     except ValueError:
@@ -359,31 +362,42 @@ def branch_metrics(rows: Any) -> dict[str, float]:
     return metrics
 
 
-def configured_branch_factors(config: DictConfig) -> dict[str, int]:
-    """G2 of each agent loop the run configures with a ``branch_factor`` (entries of the agent-loop config file,
-    ``actor_rollout_ref.rollout.agent.agent_loop_config_path``), plus ``ground_r1_branch_agent``'s default G2 when
-    it is the default loop without an entry."""
-    agent = config.actor_rollout_ref.rollout.agent
-    factors: dict[str, int] = {}
-    path = agent.get("agent_loop_config_path")
-    if path:
-        entries = OmegaConf.load(Path(path))
-        if not isinstance(entries, ListConfig):
-            raise ValueError(f"{path}: an agent-loop config file is a list of loops")
-        for entry in entries:
-            if isinstance(entry, DictConfig) and "branch_factor" in entry:
-                factors[str(entry.name)] = parse_branch_factor(entry.branch_factor)
-    if str(agent.get("default_agent_loop")) == BRANCH_AGENT_NAME:
-        factors.setdefault(BRANCH_AGENT_NAME, DEFAULT_BRANCH_FACTOR)
-    return factors
+def branch_factor_of(config: DictConfig) -> int:
+    """The run's G2, ``ground_r1.branch_factor`` (1 when the config has no such key, e.g. veRL's own ppo_trainer)."""
+    return parse_branch_factor(OmegaConf.select(config, BRANCH_FACTOR_KEY, default=1))
+
+
+@functools.cache
+def _announce_branching(factor: int) -> None:
+    """Say once per worker process that it branches, with which G2, on which Ray node, and whether the plugin loaded:
+    on a multi-node cluster every node's agent-loop workers show up in the driver's log."""
+    node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else "none"
+    plugin = "loaded" if "verl_ext.plugin" in sys.modules else "not loaded"
+    print(
+        f"[branching] G2={factor} ({BRANCH_FACTOR_KEY}) pid={os.getpid()} node={node} plugin={plugin}",
+        flush=True,
+    )
 
 
 def check_branching(config: DictConfig) -> None:
-    """Refuse, before Ray starts, a ``rollout.n`` that is not a multiple of a branching loop's G2 (n = G1 * G2)."""
+    """Refuse, before Ray starts, a ``rollout.n`` that is not a multiple of G2 (n = G1 * G2), and an agent-loop
+    file entry that still sets ``branch_factor`` (veRL would pass it on unread, and the run would not branch)."""
+    factor = branch_factor_of(config)
     n = int(config.actor_rollout_ref.rollout.n)
-    for name, factor in configured_branch_factors(config).items():
-        if n % factor:
+    if n % factor:
+        raise ValueError(
+            f"{BRANCH_FACTOR_KEY}={factor} continues each first turn {factor} times: "
+            f"actor_rollout_ref.rollout.n={n} must be a multiple of {factor} (n = G1 * G2)"
+        )
+    path = config.actor_rollout_ref.rollout.agent.get("agent_loop_config_path")
+    if not path:
+        return
+    entries = OmegaConf.load(Path(path))
+    if not isinstance(entries, ListConfig):
+        raise ValueError(f"{path}: an agent-loop config file is a list of loops")
+    for entry in entries:
+        if isinstance(entry, DictConfig) and "branch_factor" in entry:
             raise ValueError(
-                f"agent loop {name} continues each first turn {factor} times (branch_factor): "
-                f"actor_rollout_ref.rollout.n={n} must be a multiple of {factor} (n = G1 * G2)"
+                f"{path}: agent loop {entry.get('name')} sets branch_factor, which is a run setting now: "
+                f"remove it there and set {BRANCH_FACTOR_KEY}={entry.branch_factor} (hydra)"
             )
