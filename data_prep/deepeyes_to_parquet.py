@@ -41,8 +41,10 @@ from verl_ext.data.validation import (
     check_prompt_text,
     check_text,
     optional_text,
+    source_id,
 )
 from verl_ext.data_sources import deepeyes
+from verl_ext.special_tokens import template_tokens_in
 
 Item = tuple[Path, int, dict[str, Any]]
 BATCH = 256
@@ -139,7 +141,7 @@ class DeepEyesConverter:
             kind = "math" if kind == "open" and "math" in ability.lower() else kind
         use_tool = env is not None and env.startswith(TOOL_ENV)
         image = stored_image(data, info, self.args.embed_images, ImageStore(self.args.out / "images" / path.stem))
-        source_id = extra.get("index")
+        index = source_id(extra.get("index", number), path, where)
         row = vqa_row(
             data_source=deepeyes(path.stem),
             question=question,
@@ -151,7 +153,7 @@ class DeepEyesConverter:
             extra_info={
                 "split": self.args.split,
                 "category": category,
-                "source_id": str(source_id if source_id is not None else number),
+                "source_id": index,
             },
             ability=ability,
         )
@@ -165,6 +167,9 @@ def main(args: argparse.Namespace) -> cli.Summary:
         if not path.is_file():
             raise DataPrepError(f"{path}: missing DeepEyes parquet file")
     stems = [p.stem for p in args.input]
+    for path in args.input:
+        if template_tokens_in(path.stem):
+            raise DataPrepError(f"{path}: the file name (it names the data source) spells a chat-template token")
     if len(set(stems)) != len(stems):
         raise DataPrepError(f"input files must have distinct names (they name the outputs): {stems}")
     total = 0

@@ -40,6 +40,7 @@ from verl_ext.data.validation import (
     check_letter,
     check_options,
     check_prompt_text,
+    check_tokens,
     optional_text,
 )
 from verl_ext.data_sources import HR_BENCH_4K, HR_BENCH_8K
@@ -155,7 +156,7 @@ class HrBenchConverter:
         where = self.where(number, record)
         if None in record or None in record.values():
             raise BadRecord(self.args.tsv, where, "wrong number of fields")
-        index = str(record.get("index")).strip()
+        index = check_tokens(str(record.get("index")).strip(), self.args.tsv, where, "index")
         if index in self._seen:
             raise BadRecord(self.args.tsv, where, "duplicate index")
         self._seen.add(index)

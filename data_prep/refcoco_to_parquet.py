@@ -44,8 +44,13 @@ from verl_ext.data.validation import (
     DataPrepError,
     Skipped,
     check_box_xywh,
+    check_int,
     check_prompt_text,
     check_split,
+    finite_number,
+    optional_text,
+    shown,
+    source_id,
 )
 from verl_ext.data_sources import GROUNDING
 
@@ -162,24 +167,21 @@ class RefcocoConverter:
             raise BadRecord(self.instances_file, record, "image id missing from instances.json", str(image_id))
         path = resolve_in_root(self.args.image_root, str(img.get("file_name", "")), self.instances_file, record)
         info = probe_file(path, self.instances_file, record)
-        if (info.width, info.height) != (img.get("width"), img.get("height")):
-            raise BadRecord(
-                path,
-                record,
-                "image size differs from instances.json",
-                f"file {info.width}x{info.height}, annotation {img.get('width')}x{img.get('height')}",
-            )
+        given = [finite_number(img.get("width")), finite_number(img.get("height"))]
+        if None in given:
+            detail = f"width {shown(img.get('width'))}, height {shown(img.get('height'))}"
+            raise BadRecord(self.instances_file, record, "malformed image size", detail)
+        if given != [info.width, info.height]:
+            detail = f"file {info.width}x{info.height}, annotation {given[0]:g}x{given[1]:g}"
+            raise BadRecord(path, record, "image size differs from instances.json", detail)
         return ImageRef.of(path, info)
 
     def build(self, item: Item) -> tuple[str, dict[str, Any]]:
         position, ref, sentence = item
         if not isinstance(ref, dict):
             raise BadRecord(self.refs_file, f"ref #{position}", "ref is not a dict", type(ref).__name__)
-        record = f"ref_id {ref.get('ref_id')!r}"
-        ids = {key: ref.get(key) for key in IDS}
-        for key, value in ids.items():
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise BadRecord(self.refs_file, record, f"malformed {key}", repr(value)[:80])
+        record = f"ref_id {shown(ref.get('ref_id'))}"
+        ids = {key: check_int(ref.get(key), self.refs_file, record, key) for key in IDS}
         self._check_repeat(position, ref, record)
         if sentence is None:
             sentences = ref.get("sentences")
@@ -188,10 +190,8 @@ class RefcocoConverter:
             raise BadRecord(self.refs_file, record, "malformed sentences", f"{type(sentences).__name__}")
         if not isinstance(sentence, dict):
             raise BadRecord(self.refs_file, record, "malformed sentence", repr(sentence)[:80])
-        record += f" sent_id {sentence.get('sent_id')!r}"
-        ids["sent_id"] = sentence.get("sent_id")
-        if isinstance(ids["sent_id"], bool) or not isinstance(ids["sent_id"], int):
-            raise BadRecord(self.refs_file, record, "malformed sent_id", repr(ids["sent_id"])[:80])
+        record += f" sent_id {shown(sentence.get('sent_id'))}"
+        ids["sent_id"] = check_int(sentence.get("sent_id"), self.refs_file, record, "sent_id")
         split = check_split(ref.get("split"), self.refs_file, record)
         text = sentence.get("sent") or sentence.get("raw")
         expression = check_prompt_text(text, self.refs_file, record, "expression")
@@ -207,7 +207,9 @@ class RefcocoConverter:
         box = image.orient(check_box_xywh(ann.get("bbox"), width, height, self.instances_file, record))
         if self.args.embed_images:
             image = image.embedded()
-        category = self.coco.cats.get(ann.get("category_id"), {}).get("name")
+        category_id = ann.get("category_id")
+        category = self.coco.cats.get(category_id, {}) if isinstance(category_id, int) else {}
+        category = optional_text(category.get("name"), self.instances_file, record, "category")
         extra = {
             "split": split,
             **ids,
@@ -254,21 +256,26 @@ class GroundR1Converter:
         path = find_in_root(self.args.image_root, str(record.get("image")), src, where)
         image = ImageRef.of(path, probe_file(path, src, where))
         width, height = image.stored_size
-        if (record.get("width"), record.get("height")) not in ((None, None), (width, height)):
-            detail = f"file {width}x{height}, record {record.get('width')}x{record.get('height')}"
-            raise BadRecord(src, where, "image size differs from the record", detail)
+        size = record.get("width"), record.get("height")
+        if size != (None, None):
+            given = [finite_number(v) for v in size]
+            if None in given:
+                raise BadRecord(src, where, "malformed image size", f"width {shown(size[0])}, height {shown(size[1])}")
+            if given != [width, height]:
+                detail = f"file {width}x{height}, record {given[0]:g}x{given[1]:g}"
+                raise BadRecord(src, where, "image size differs from the record", detail)
         boxes = record.get("bboxs")
         if not isinstance(boxes, list) or len(boxes) != 1:
             raise BadRecord(src, where, "malformed box", f"expected one box in bboxs, got {boxes!r}"[:80])
         box = image.orient(check_box_xywh(boxes[0], width, height, src, where))
-        source_id = record.get("problem_id", number)
+        ident = source_id(record.get("problem_id", number), src, where)
         row = build_row(
             data_source=data_source,
             messages=grounding_messages(expression, self.args.zoom),
             image=image.embedded() if self.args.embed_images else image,
             ability="grounding",
             ground_truth=box,
-            extra_info={"split": split, "expression": expression, "source_id": str(source_id), "sent_id": k},
+            extra_info={"split": split, "expression": expression, "source_id": ident, "sent_id": k},
             use_tool=self.args.zoom is not None,
         )
         return f"{data_source}_{split}", row

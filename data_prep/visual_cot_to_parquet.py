@@ -50,6 +50,7 @@ from verl_ext.data.validation import (
     check_text,
     evidence_box,
     optional_text,
+    source_id,
 )
 from verl_ext.data_sources import VISUAL_COT
 
@@ -139,8 +140,9 @@ class VisualCotConverter:
         image = self.image(name, src, where)
         raw = record.get("bboxs", [record["bbox"]] if "bbox" in record else None)
         raw = raw if isinstance(raw, list) else []
-        source_id = next((record[k] for k in ("question_id", "problem_id", "id") if record.get(k) is not None), number)
-        question, options, answer, kind = self.answer(record, question, answer, f"{self.args.seed}:{source_id}", where)
+        ident = next((record[k] for k in ("question_id", "problem_id", "id") if record.get(k) is not None), number)
+        ident = source_id(ident, src, where)
+        question, options, answer, kind = self.answer(record, question, answer, f"{self.args.seed}:{ident}", where)
         boxes = self.evidence(raw + suffix_boxes, image)
         row = vqa_row(
             data_source=VISUAL_COT,
@@ -153,7 +155,7 @@ class VisualCotConverter:
             extra_info={
                 "split": self.args.split,
                 "category": dataset,
-                "source_id": str(source_id),
+                "source_id": ident,
                 "evidence_boxes": boxes or None,
             },
         )

@@ -24,9 +24,15 @@ from verl_ext.data import cli
 from verl_ext.data.images import probe_file, resolve_in_root
 from verl_ext.data.rows import ImageRef, vqa_row
 from verl_ext.data.schema import ANSWER_SCHEMA
-from verl_ext.data.validation import BadRecord, DataPrepError, check_options, check_prompt_text, evidence_box
+from verl_ext.data.validation import (
+    BadRecord,
+    DataPrepError,
+    check_options,
+    check_prompt_text,
+    check_tokens,
+    evidence_box,
+)
 from verl_ext.data_sources import VSTAR
-from verl_ext.geometry import is_finite_box
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 SPLIT = "test"
@@ -51,6 +57,7 @@ class VstarConverter:
     def build(self, path: Path) -> tuple[str, dict[str, Any]]:
         category = path.parent.name
         qid = f"{category}/{path.stem}"
+        check_tokens(qid, path, qid, "file name")
         real = resolve_in_root(self.args.root, f"{category}/{path.name}", path, qid)
         try:
             meta = json.loads(real.read_text(encoding="utf-8-sig"))
@@ -85,7 +92,7 @@ class VstarConverter:
         """The target boxes ([x, y, w, h] in the stored file) in the oriented frame, clamped; repairs are noted."""
         if raw is None:
             return []
-        if is_finite_box(raw) or not isinstance(raw, list):
+        if not isinstance(raw, list) or not all(isinstance(box, list) for box in raw):
             raw = [raw]
         width, height = image.stored_size
         boxes = []

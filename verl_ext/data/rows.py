@@ -12,6 +12,10 @@ from verl_ext.answers import ANSWER_TYPES
 from verl_ext.data.images import ImageInfo, ImageStore
 from verl_ext.data.schema import EXTRA_INFO_FIELDS, SINGLE_TURN_AGENT, TOOL_AGENT, ZOOM_TOOL
 from verl_ext.imaging import orient_box, oriented_size
+from verl_ext.special_tokens import SYSTEM_TURN_TOKENS, template_tokens_in
+
+#: Row fields that say where images are (the media columns, the zoom tool's kwargs), not text for a prompt.
+LOCATION_FIELDS = ("images", "videos", "audios", "tools_kwargs")
 
 #: Zoom-call protocol named in the system prompt; the recipe's ``multi_turn.format`` must match it.
 SYSTEM_PROMPTS = {"box": prompts.SYSTEM_BOX, "hermes": prompts.SYSTEM_HERMES}
@@ -142,6 +146,36 @@ def validate_row(row: dict[str, Any]) -> None:
         raise ValueError(f"answer_type {extra['answer_type']!r} not in {ANSWER_TYPES}")
     if row["reward_model"]["ground_truth"] is None:
         raise ValueError("reward_model.ground_truth is required")
+    found = row_template_tokens(row)
+    if found:
+        raise ValueError(f"chat-template tokens in the row: {found}")
+
+
+def row_template_tokens(row: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    """``(field, tokens)`` for every text of a row that spells a chat-template token.
+
+    Every string is text for the prompt or the reward except where images are (``images``, the zoom tool's
+    kwargs); a system turn may hold the hermes zoom call's tags, which :data:`verl_ext.prompts.SYSTEM_HERMES`
+    teaches. Used by the converters (a hit is a converter bug) and by the dataset hook (rows of older versions).
+    """
+    found: list[tuple[str, list[str]]] = []
+
+    def walk(value: Any, field: str, allowed: tuple[str, ...] = ()) -> None:
+        if isinstance(value, str):
+            tokens = template_tokens_in(value, allowed)
+            if tokens:
+                found.append((field, tokens))
+        elif isinstance(value, dict):
+            system = value.get("role") == "system"
+            for key, item in value.items():
+                if key not in LOCATION_FIELDS:
+                    walk(item, f"{field}.{key}" if field else key, SYSTEM_TURN_TOKENS if system else ())
+        elif isinstance(value, (list, tuple)):
+            for k, item in enumerate(value):
+                walk(item, f"{field}[{k}]")
+
+    walk(row, "")
+    return found
 
 
 def vqa_messages(question: str, options: list[str] | None, protocol: str | None) -> list[dict[str, str]]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import re
 from collections.abc import Sequence
 
 from verl_ext.answers import normalize_text
-from verl_ext.geometry import area, clamp, is_finite_box, xywh_to_xyxy
+from verl_ext.geometry import area, clamp, xywh_to_xyxy
+from verl_ext.special_tokens import template_tokens_in
 
 #: Annotation boxes may overshoot the image border by float rounding; up to this many pixels is clamped.
 BORDER_TOLERANCE = 1.0
@@ -17,6 +20,10 @@ _IMAGE_TAG = re.compile(r"[ \t]*<image>[ \t]*")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 #: Output file names come from split names: one path component, no hidden files.
 _SPLIT = re.compile(r"[A-Za-z0-9_+\-][A-Za-z0-9_.+\-]*")
+#: Skip reason of a text that spells a chat-template token (counted in every summary).
+SPECIAL_TOKEN = "special token in text"
+#: The range of the parquet schema's integer columns (ids).
+_INT64 = (-(2**63), 2**63 - 1)
 
 
 class DataPrepError(Exception):
@@ -42,11 +49,50 @@ class Skipped(Exception):
         super().__init__(f"{source}: record {record}: {reason}")
 
 
+def finite_number(value: object) -> float | None:
+    """The converters' one reader of numbers from input: a real number as a finite float, else None.
+
+    None for bools, strings, NaN, infinities and integers beyond float range (a 400-digit JSON integer, which
+    ``float()`` refuses with OverflowError); ``-0.0`` is read as ``0.0``.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    try:
+        number = float(value)
+    except (OverflowError, ValueError, TypeError):
+        return None
+    return number + 0.0 if math.isfinite(number) else None
+
+
+def finite_box(box: object) -> list[float] | None:
+    """Four numbers read by :func:`finite_number` (a list or tuple of exactly four), else None."""
+    if not isinstance(box, (list, tuple)) or len(box) != 4:
+        return None
+    numbers_ = [finite_number(v) for v in box]
+    return None if None in numbers_ else numbers_  # type: ignore[return-value]
+
+
+def check_int(value: object, source: object, record: object, what: str) -> int:
+    """An integer id (numpy's too) that fits the schema's int64 columns, else BadRecord ``malformed <what>``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not _INT64[0] <= value <= _INT64[1]:
+        raise BadRecord(source, record, f"malformed {what}", f"{type(value).__name__} {shown(value)}")
+    return int(value)
+
+
+def shown(value: object) -> str:
+    """A value for a message, cut short (Python refuses to write an integer of more than 4300 digits)."""
+    try:
+        return repr(value)[:80]
+    except ValueError:
+        return f"a {type(value).__name__} holding an integer too long to write"
+
+
 def check_box_xyxy(box: object, width: int, height: int, source: object, record: object) -> list[float]:
     """A finite ``[x1, y1, x2, y2]`` inside a ``width`` x ``height`` image with positive area, else BadRecord."""
-    if not is_finite_box(box):
-        raise BadRecord(source, record, "malformed box", repr(box)[:80])
-    x1, y1, x2, y2 = (float(v) for v in box)  # type: ignore[union-attr]
+    numbers_ = finite_box(box)
+    if numbers_ is None:
+        raise BadRecord(source, record, "malformed box", shown(box))
+    x1, y1, x2, y2 = numbers_
     if area((x1, y1, x2, y2)) <= 0:
         raise BadRecord(source, record, "box with zero area", f"{[x1, y1, x2, y2]}")
     tol = BORDER_TOLERANCE
@@ -57,9 +103,10 @@ def check_box_xyxy(box: object, width: int, height: int, source: object, record:
 
 def check_box_xywh(box: object, width: int, height: int, source: object, record: object) -> list[float]:
     """COCO ``[x, y, w, h]`` converted once to ``[x1, y1, x2, y2]`` and checked like :func:`check_box_xyxy`."""
-    if not is_finite_box(box):
-        raise BadRecord(source, record, "malformed box", repr(box)[:80])
-    return check_box_xyxy(list(xywh_to_xyxy(box)), width, height, source, record)  # type: ignore[arg-type]
+    numbers_ = finite_box(box)
+    if numbers_ is None:
+        raise BadRecord(source, record, "malformed box", shown(box))
+    return check_box_xyxy(list(xywh_to_xyxy(numbers_)), width, height, source, record)
 
 
 def evidence_box(box: object, width: int, height: int, xywh: bool = False) -> tuple[list[float] | None, str | None]:
@@ -69,9 +116,10 @@ def evidence_box(box: object, width: int, height: int, xywh: bool = False) -> tu
     "evidence boxes clamped to the image"), one that is malformed or has nothing inside the image is
     left out of the row (its own note). ``note`` is None when the box was used as given.
     """
-    if not is_finite_box(box):
+    numbers_ = finite_box(box)
+    if numbers_ is None:
         return None, "malformed evidence boxes left out"
-    xyxy = xywh_to_xyxy(box) if xywh else tuple(float(v) for v in box)  # type: ignore[union-attr]
+    xyxy = xywh_to_xyxy(numbers_) if xywh else tuple(numbers_)
     inside = clamp(xyxy, float(width), float(height))
     if area(inside) <= 0:
         return None, "evidence boxes outside the image left out"
@@ -80,12 +128,32 @@ def evidence_box(box: object, width: int, height: int, xywh: bool = False) -> tu
 
 
 def check_text(value: object, source: object, record: object, what: str) -> str:
-    """A non-empty string (stripped), else BadRecord naming the field; bytes that were not UTF-8 are refused."""
+    """A non-empty string (stripped), else BadRecord naming the field; bytes that were not UTF-8 are refused,
+    and so is text that spells a chat-template token (:func:`check_tokens`)."""
     if not isinstance(value, str) or not value.strip():
-        raise BadRecord(source, record, f"missing {what}", repr(value)[:80])
+        raise BadRecord(source, record, f"missing {what}", shown(value))
     if _SURROGATE.search(value):
         raise BadRecord(source, record, "text is not UTF-8", f"{what}: {value.strip()[:60]!r}")
-    return value.strip()
+    return check_tokens(value.strip(), source, record, what)
+
+
+def check_tokens(text: str, source: object, record: object, what: str) -> str:
+    """``text`` unchanged, or BadRecord (:data:`SPECIAL_TOKEN`) when it spells a token of the chat template.
+
+    Refused, not rewritten: the tokenizer would read ``<|image_pad|>`` as an image slot and ``<|im_end|>`` as the
+    end of the turn, and any rewriting changes the text the model sees (docs/design.md, section 10).
+    """
+    tokens = template_tokens_in(text)
+    if tokens:
+        raise BadRecord(source, record, SPECIAL_TOKEN, f"{what} holds {', '.join(tokens)}")
+    return text
+
+
+def source_id(value: object, source: object, record: object) -> str:
+    """A record's own id (a string or a number) as the row's ``source_id`` text, checked like any text."""
+    if isinstance(value, bool) or not isinstance(value, (str, numbers.Real)):
+        raise BadRecord(source, record, "malformed id", f"{type(value).__name__} {shown(value)}")
+    return check_text(str(value), source, record, "id")
 
 
 def check_prompt_text(value: object, source: object, record: object, what: str) -> str:
@@ -105,7 +173,7 @@ def optional_text(value: object, source: object, record: object, what: str) -> s
     if value is None:
         return None
     if not isinstance(value, str):
-        raise BadRecord(source, record, f"malformed {what}", f"{type(value).__name__} {value!r}"[:80])
+        raise BadRecord(source, record, f"malformed {what}", f"{type(value).__name__} {shown(value)}")
     return check_text(value, source, record, what) if value.strip() else None
 
 

@@ -16,26 +16,7 @@ from pathlib import Path
 
 from verl_ext.config import CHAT_TEMPLATE
 from verl_ext.geometry import FACTOR
-
-#: Qwen2.5-VL's special tokens, in the order Qwen's tokenizer numbers them.
-SPECIAL_TOKENS = [
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|object_ref_start|>",
-    "<|object_ref_end|>",
-    "<|box_start|>",
-    "<|box_end|>",
-    "<|quad_start|>",
-    "<|quad_end|>",
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|vision_pad|>",
-    "<|image_pad|>",
-    "<|video_pad|>",
-]
-#: Added (not special) tokens of Qwen2.5: decoded like text, so tool calls survive skip_special_tokens.
-ADDED_TOKENS = ["<tool_call>", "</tool_call>"]
+from verl_ext.special_tokens import ADDED_TOKENS, SPECIAL_TOKENS
 
 #: Small enough for a 2-core CPU, large enough for the processor (min 4 tokens of 28x28 px).
 TINY_MIN_PIXELS = 4 * FACTOR * FACTOR
@@ -111,10 +92,11 @@ def build_config(tokenizer):
             "hidden_size": 64,
             "intermediate_size": 128,
             "num_hidden_layers": 2,
-            "num_attention_heads": 4,
+            # head_dim 32 (64 / 2): vLLM's CPU attention needs head_dim >= 32; mrope_section sums to head_dim / 2.
+            "num_attention_heads": 2,
             "num_key_value_heads": 2,
             "max_position_embeddings": 4096,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]},
+            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [4, 6, 6]},
             "bos_token_id": ids("<|endoftext|>"),
             "eos_token_id": ids("<|im_end|>"),
             "pad_token_id": ids("<|endoftext|>"),
