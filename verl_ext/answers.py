@@ -9,6 +9,7 @@ and every pattern here is linear in its input (possessive quantifiers where whit
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import string
@@ -28,12 +29,25 @@ _MINUS = str.maketrans({"\u2212": "-"})
 #: Markdown emphasis and code marks around an answer ("**B**", "`B`").
 _EMPHASIS = str.maketrans("", "", "*`")
 
-#: "the correct answer is", "Option", "choice:" before a letter.
-_LEAD = r"(?:(?:the\s++)?(?:correct\s++)?(?:answer|option|choice)\s*+(?:is\s*+)?:?\s*+)?"
-#: "B", "(B)", "B.", "b)", "Option B", "the answer is (B)": nothing else in the text.
-_LETTER_ALONE = re.compile(rf"{_LEAD}\(?([a-z])\)?[.:)]?", re.IGNORECASE)
-#: "B. blue", "(B) blue", "The answer is (B) the blue car": an upper-case letter, a delimiter, then text.
-_LETTER_THEN_TEXT = re.compile(rf"(?i:{_LEAD})(?:\(([A-Z])\)|([A-Z])[.:)])\s+\S.*", re.DOTALL)
+#: "the correct answer is", "Option", "choice:" before a letter that is the whole answer or leads it.
+_LEAD = r"(?:(?:the\s++)?(?:(?:correct|final|best|right)\s++)?(?:answer|option|choice)\s*+(?:is\s*+)?:?\s*+)?"
+#: The whole answer is a letter: "B", "b", "(B)", "B.", "Option B", "the answer is (B)".
+_LETTER_ALONE = re.compile(rf"{_LEAD}\(?\s*+([a-z])\s*+\)?[.:)]?", re.IGNORECASE)
+#: A letter leads the answer, delimited, then text: "B. blue", "(B) blue", "B) blue", "Answer: B: the blue car".
+_LETTER_LEADS = re.compile(rf"(?i:{_LEAD})(?:\(\s*+([A-Za-z])\s*+\)|([A-Za-z])[.:)])\s")
+#: A letter after an answer phrase anywhere: "the answer is B because ...", "Answer: (B)", "I choose option C".
+_PHRASE_LETTER = re.compile(
+    r"(?i:\b(?:answer|option|choice|choose|chose|pick|select)\b(?:\s++(?:is|would\s++be|should\s++be|must\s++be))?+)"
+    r"\s*+[:=-]?\s*+(?:\(\s*+([A-Za-z])\s*+\)|([A-Za-z])(?![\w'\u2019]))"
+)
+#: A capital letter in parentheses anywhere ("so (B)"): how options are labelled.
+_PARENTHESISED = re.compile(r"\(\s*+([A-Z])\s*+\)")
+#: An emphasised letter anywhere: "**B**", "__B__", "`B`", "*B*".
+_EMPHASISED = re.compile(r"(?<!\w)(?:\*\*?|__|`)\s*+\(?([A-Za-z])\)?[.:)]?\s*+(?:\*\*?|__|`)(?!\w)")
+#: A capital letter standing alone as a word: not a statement, but maybe a letter meant ("B because ...").
+_BARE_CAPITAL = re.compile(r"(?<![\w'\u2019])([A-Z])(?![\w'\u2019])")
+#: What may follow "A" or "I" for it to be a letter rather than the article or the pronoun.
+_DELIMITED = re.compile(r"\s*+(?:[.,:;!?)]|$)")
 _OPTION_PREFIX = re.compile(r"^\s*\(?[A-Z][.):]\s+")
 
 _UNITS = (
@@ -69,37 +83,126 @@ def normalize_text(text: str) -> str:
     return " ".join(text.split())
 
 
-def parse_letter(text: str, num_options: int | None = None) -> str | None:
-    """The option letter ``text`` names, upper case; None if none, or outside the first ``num_options`` letters."""
-    text = canonical(text).translate(_EMPHASIS).strip()
-    match = _LETTER_ALONE.fullmatch(text) or _LETTER_THEN_TEXT.fullmatch(text)
-    if match is None:
+def read_choice(text: str, options: Sequence[str] | None = None) -> str | None:
+    """The option letter ``text`` chooses, upper case; None when it chooses none, or not exactly one.
+
+    A stated letter decides (:func:`stated_letters`): several different ones, or one beyond the options, is no
+    answer. Only when no letter is stated does the option's text count (:func:`match_option`), and not when the
+    answer also has a capital letter standing alone that may name an option ("B because the red car ..."): reading
+    the text then could credit an option the answer did not choose. Without ``options`` only letters count.
+    """
+    text = canonical(text)
+    count = len(options) if options else None
+    letters = stated_letters(text, options)
+    if letters:
+        letter = letters.pop() if len(letters) == 1 else None
+        return letter if letter is not None and (count is None or ord(letter) - ord("A") < count) else None
+    if not options or _names_a_letter(text, options):
         return None
-    letter = next(g for g in match.groups() if g).upper()
-    if num_options is not None and ord(letter) - ord("A") >= num_options:
-        return None
-    return letter
+    return match_option(text, options)
+
+
+def stated_letters(text: str, options: Sequence[str] | None = None) -> set[str]:
+    """Every option letter ``text`` states, upper case (docs/eval.md, "Reading an answer").
+
+    A statement is the whole answer being a letter ("b", "(B).", "Option B"), a delimited letter leading it
+    ("B. blue", "(B) blue", "B) blue"), a letter after an answer phrase anywhere ("the answer is B because ...",
+    "Answer: (B)", "I choose option C"), a capital letter in parentheses, or an emphasised letter ("**B**"). "A"
+    and "I" are English words too: after an answer phrase, "A" followed by an option's text is the article ("the
+    answer is A red car"), "I" or a lower-case "a"/"i" followed by a word is not a letter.
+    """
+    text = canonical(text)
+    letters = {m[1].upper() for m in _EMPHASISED.finditer(text)}
+    plain = text.translate(_EMPHASIS).strip()
+    if (whole := _LETTER_ALONE.fullmatch(plain)) is not None:
+        return letters | {whole[1].upper()}
+    if (leading := _LETTER_LEADS.match(plain)) is not None:
+        letters.add((leading[1] or leading[2]).upper())
+    letters.update(m[1] for m in _PARENTHESISED.finditer(plain))
+    for match in _PHRASE_LETTER.finditer(plain):
+        if match[1]:
+            letters.add(match[1].upper())
+        elif _is_letter_word(match[2], plain, match.end(), options):
+            letters.add(match[2].upper())
+    return letters
+
+
+def _is_letter_word(letter: str, text: str, end: int, options: Sequence[str] | None) -> bool:
+    """Whether ``letter``, a word after an answer phrase ending at ``end`` of ``text``, is an option letter."""
+    if letter not in "AaIi" or _DELIMITED.match(text, end):
+        return True
+    if letter != "A":  # "a" is the article, "I"/"i" the pronoun when a word follows
+        return False
+    return not options or not _starts_with_option(text[end : end + max(map(len, options)) + 64], options)
+
+
+def _starts_with_option(text: str, options: Sequence[str]) -> bool:
+    """Whether ``text`` begins with one of the options' texts ("red car is ..." for "red car")."""
+    texts = _option_texts(options)
+    said = normalize_text(text)
+    return any(t and (said == t or said.startswith(t + " ")) for t in texts)
+
+
+def _names_a_letter(text: str, options: Sequence[str]) -> bool:
+    """Whether ``text`` has a capital letter standing alone that may be one of the options' letters.
+
+    Options' own texts are left out first ("Vitamin C", "Plan B"); "A" and "I" count only when delimited
+    ("A, B"), not before a word ("A bus", "I think").
+    """
+    for option in options:
+        words = re.findall(r"\w+", canonical(_OPTION_PREFIX.sub("", option)))
+        if words:
+            said = r"(?<!\w)" + r"\W++".join(map(re.escape, words)) + r"(?!\w)"
+            text = re.sub(said, "_", text, flags=re.IGNORECASE)  # a word, so "A bus" keeps its article
+    text = text.translate(_EMPHASIS)
+    for match in _BARE_CAPITAL.finditer(text):
+        letter = match[1]
+        if ord(letter) - ord("A") >= len(options):
+            continue
+        if letter not in "AI" or _DELIMITED.match(text, match.end()):
+            return True
+    return False
 
 
 def match_option(text: str, options: Sequence[str]) -> str | None:
     """Letter of the option whose text ``text`` gives: an exact (normalised) match, else the only option named.
 
-    An option named only as part of a longer named option ("car" inside "blue car") does not count.
+    An option named only inside a longer named option ("car" inside "blue car") does not count; named on its own
+    as well ("car, or the blue car") it does, and then two options are named.
     """
     said = normalize_text(text)
     if not said:
         return None
-    texts = [normalize_text(_OPTION_PREFIX.sub("", o)) for o in options]
+    texts = _option_texts(options)
     exact = [i for i, t in enumerate(texts) if t and t == said]
     if exact:
         return chr(ord("A") + exact[0]) if len(exact) == 1 else None
-    named = [i for i, t in enumerate(texts) if t and _contains_words(said, t)]
-    named = [i for i in named if not any(j != i and _contains_words(texts[j], texts[i]) for j in named)]
+    spans = {i: _word_spans(said, t) for i, t in enumerate(texts) if t}
+    named = [i for i, own in spans.items() if any(not _inside(span, spans, texts, i) for span in own)]
     return chr(ord("A") + named[0]) if len(named) == 1 else None
 
 
-def _contains_words(text: str, words: str) -> bool:
-    return re.search(rf"\b{re.escape(words)}\b", text) is not None
+def _option_texts(options: Sequence[str]) -> list[str]:
+    return list(_normalized_options(tuple(options)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _normalized_options(options: tuple[str, ...]) -> tuple[str, ...]:
+    """Options' texts without their "A." label, normalised (cached: each is read once per answer phrase)."""
+    return tuple(normalize_text(_OPTION_PREFIX.sub("", o)) for o in options)
+
+
+def _word_spans(text: str, words: str) -> list[tuple[int, int]]:
+    return [m.span() for m in re.finditer(rf"(?<!\w){re.escape(words)}(?!\w)", text)]
+
+
+def _inside(span: tuple[int, int], spans: dict[int, list[tuple[int, int]]], texts: list[str], i: int) -> bool:
+    """Whether ``span`` (option ``i`` named) lies within where a longer option is named."""
+    return any(
+        len(texts[j]) > len(texts[i]) and start <= span[0] and span[1] <= end
+        for j, others in spans.items()
+        for start, end in others
+    )
 
 
 def parse_yes_no(text: str) -> str | None:

@@ -1,7 +1,7 @@
 """VQA correctness: one small scorer per answer type, and the choice of type for a row.
 
 Answer types (``extra_info["answer_type"]`` when data prep knows it, else inferred from the ground
-truth): multiple_choice (letter, or the option's text when ``extra_info["options"]`` holds them),
+truth): multiple_choice (the stated letter, else the option's text when ``extra_info["options"]`` holds them),
 yes_no, number, math (``math_verify``), open (normalised exact match, else the mean ROUGE-1/2/L F1 as
 a soft score; ``acc`` counts exact matches only). A ground truth may list several accepted answers:
 the best one counts.
@@ -19,11 +19,10 @@ from verl_ext.answers import (
     ANSWER_TYPES,
     answer_type,
     canonical,
-    match_option,
     normalize_text,
-    parse_letter,
     parse_number,
     parse_yes_no,
+    read_choice,
 )
 from verl_ext.reward.base import ZERO, AnswerScore, RewardOptions, warn_once
 from verl_ext.reward.mathcheck import math_equivalent
@@ -36,11 +35,10 @@ def _indicator(ok: bool) -> AnswerScore:
 
 
 def score_multiple_choice(answer: str, truth: str, options: Sequence[str] | None) -> AnswerScore:
-    """Right when the answer names the correct letter, by letter or (with options) by the option's text."""
-    n = len(options) if options else None
-    gold = parse_letter(truth, n) or (match_option(truth, options) if options else None)
-    said = parse_letter(answer, n) or (match_option(answer, options) if options else None)
-    return _indicator(gold is not None and said == gold)
+    """Right when the answer chooses the correct option: the letter it states, else (with options) the option's
+    text it gives (:func:`verl_ext.answers.read_choice`, the one reader for answers and ground truths)."""
+    gold = read_choice(truth, options)
+    return _indicator(gold is not None and read_choice(answer, options) == gold)
 
 
 def score_yes_no(answer: str, truth: str) -> AnswerScore:
