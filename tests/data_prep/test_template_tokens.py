@@ -113,6 +113,10 @@ def test_deepeyes_vstar_and_refcoco_refuse_template_tokens(tmp_path: Path) -> No
     )
     proc = run_main("deepeyes_to_parquet.py", "--input", tmp_path / "a.parquet", "--out", tmp_path / "d", "--skip-bad")
     assert balance(proc.stdout) == (4, 1, 3) and skipped(proc.stdout) == {SPECIAL: 3}
+    named = tmp_path / "a<|im_end|>.parquet"  # the file name becomes the data source
+    (tmp_path / "a.parquet").rename(named)
+    proc = run_main("deepeyes_to_parquet.py", "--input", named, "--out", tmp_path / "d2", "--skip-bad", check=False)
+    assert proc.returncode == 2 and f"error: {named}: the file name" in proc.stderr
 
     root = tmp_path / "vstar" / "direct_attributes"
     root.mkdir(parents=True)

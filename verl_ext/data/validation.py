@@ -150,8 +150,8 @@ def check_tokens(text: str, source: object, record: object, what: str) -> str:
 
 
 def source_id(value: object, source: object, record: object) -> str:
-    """A record's own id (a string or a number) as the row's ``source_id`` text, checked like any text."""
-    if isinstance(value, bool) or not isinstance(value, (str, numbers.Real)):
+    """A record's own id as the row's ``source_id`` text: a string, or a number :func:`finite_number` reads."""
+    if not isinstance(value, str) and finite_number(value) is None:
         raise BadRecord(source, record, "malformed id", f"{type(value).__name__} {shown(value)}")
     return check_text(str(value), source, record, "id")
 
