@@ -141,7 +141,7 @@ class DeepEyesConverter:
             kind = "math" if kind == "open" and "math" in ability.lower() else kind
         use_tool = env is not None and env.startswith(TOOL_ENV)
         image = stored_image(data, info, self.args.embed_images, ImageStore(self.args.out / "images" / path.stem))
-        index = source_id(extra.get("index", number), path, where)
+        index = source_id(number if extra.get("index") is None else extra["index"], path, where)
         row = vqa_row(
             data_source=deepeyes(path.stem),
             question=question,

@@ -139,7 +139,7 @@ class VisualCotConverter:
         dataset = optional_text(record.get("dataset"), src, where, "dataset")
         image = self.image(name, src, where)
         raw = record.get("bboxs", [record["bbox"]] if "bbox" in record else None)
-        raw = raw if isinstance(raw, list) else []
+        raw = [] if raw is None else raw if isinstance(raw, list) else [raw]  # not a list: one malformed box
         ident = next((record[k] for k in ("question_id", "problem_id", "id") if record.get(k) is not None), number)
         ident = source_id(ident, src, where)
         question, options, answer, kind = self.answer(record, question, answer, f"{self.args.seed}:{ident}", where)

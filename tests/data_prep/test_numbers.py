@@ -69,8 +69,8 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @SETTINGS
-@given(slot=st.sampled_from(["bboxs", "###suffix", "question_id"]), literal=JSON_NUMBERS, k=st.integers(0, 3))
-@examples(("bboxs", "###suffix", "question_id"), k=0)
+@given(slot=st.sampled_from(["bboxs", "###suffix", "bbox", "question_id"]), literal=JSON_NUMBERS, k=st.integers(0, 3))
+@examples(("bboxs", "###suffix", "bbox", "question_id"), k=0)
 def test_visual_cot_numbers(images: Path, slot: str, literal: str, k: int) -> None:
     box = ["5", "6", "50", "60"]
     box[k] = literal
@@ -80,6 +80,8 @@ def test_visual_cot_numbers(images: Path, slot: str, literal: str, k: int) -> No
         turns = '[{"from": "human", "value": "<image>\\nIs it red?"}, {"from": "gpt", "value": "[0.1, 0.1, 0.2, 0.2]"}'
         turns += ', {"from": "gpt", "value": "yes"}]'
         line = f'{{"image": ["1.jpg", "1.jpg###[{", ".join(box)}]"], "conversations": {turns}}}'
+    elif slot == "bbox":  # a number where a box should be
+        line = f'{{"image": "1.jpg", "question": "Is it red?", "answer": "yes", "bbox": {literal}}}'
     else:
         line = f'{{"image": "1.jpg", "question": "Is it red?", "answer": "yes", "question_id": {literal}}}'
     with tempfile.TemporaryDirectory() as tmp:
@@ -92,7 +94,8 @@ def test_visual_cot_numbers(images: Path, slot: str, literal: str, k: int) -> No
         assert finite(literal) or skipped(stdout) == {"malformed id": 1}
     else:  # evidence: the row is kept either way
         assert balance(stdout) == (1, 1, 0)
-        assert finite(literal) or (MALFORMED_EVIDENCE in stdout and rows[0]["extra_info"]["evidence_boxes"] is None)
+        if slot == "bbox" or not finite(literal):
+            assert MALFORMED_EVIDENCE in stdout and rows[0]["extra_info"]["evidence_boxes"] is None
 
 
 @SETTINGS
