@@ -34,6 +34,9 @@ Private surfaces relied on where they are used (checked here):
 - ``PPOTrainerSync._compute_advantage``: wrapped by the recipe's trainer (:mod:`verl_ext.trainer.ground_r1_trainer`)
   to route evidence scales; it reads ``extra_fields["reward_extra_info"]`` from TransferQueue, and the v1 key
   layout ``{uid}_{session_id}_{index}`` (parsed once, in :func:`verl_ext.algorithms.routing.parse_key`).
+- ``RLHFDataset._read_files_and_tokenize`` and ``._build_messages``: overridden by the dataset hook
+  (:mod:`verl_ext.data.dataset`) to search the files for chat-template tokens before veRL reads them, and to decode
+  images and fill the frame into the prompt.
 - ``PPOTrainerSync._validate`` (its ``val_dataloader`` is swapped for one that reads each batch's row fields after
   veRL writes the ``uid`` column into it) and ``._val_metrics_update`` (extended with the evaluation harness's
   metrics).
@@ -61,6 +64,8 @@ PRIVATE_SURFACES = (
     ("verl.experimental.agent_loop.tool_agent_loop", "ToolAgentLoop._call_tool"),
     ("verl.experimental.agent_loop.agent_loop", "AgentLoopWorker._compute_multi_modal_inputs"),
     ("verl.experimental.agent_loop.tool_agent_loop", "AgentData"),
+    ("verl.utils.dataset.rl_dataset", "RLHFDataset._read_files_and_tokenize"),
+    ("verl.utils.dataset.rl_dataset", "RLHFDataset._build_messages"),
     ("verl.trainer.ppo.v1", "PPOTrainerSync._compute_advantage"),
     ("verl.trainer.ppo.v1", "PPOTrainerSync._validate"),
     ("verl.trainer.ppo.v1", "PPOTrainerSync._val_metrics_update"),
