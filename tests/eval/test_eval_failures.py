@@ -33,53 +33,71 @@ def test_failures_are_recorded_counted_and_retried(vstar, tmp_path, tiny_model_d
     def args(server: ChatServer, *extra: str) -> list[str]:
         return overrides(tiny_model_dir, [path], out, server.base_url, "eval.request_timeout=1", *extra)
 
-    with ChatServer(table) as server:
+    with ChatServer(table) as server:  # one server for every run: run.json holds its address
         summary = run_eval(args(server))
-    records = {r["position"]: r for r in read_jsonl(out / "trajectories.jsonl")}
-    assert "row could not be loaded" in records[0]["failed"]
-    assert "InternalServerError" in records[1]["failed"]
-    assert "Timeout" in records[2]["failed"]
-    assert records[3]["failed"] is None and records[3]["acc"] == 1.0
-    assert all(records[k]["acc"] == 0.0 for k in (0, 1, 2))
-    assert summary["vstar/n"] == 4 and summary["vstar/failed"] == 3 and summary["vstar/acc"] == 0.25
+        records = {r["position"]: r for r in read_jsonl(out / "trajectories.jsonl")}
+        assert "row could not be loaded" in records[0]["failed"]
+        assert "InternalServerError" in records[1]["failed"]
+        assert "Timeout" in records[2]["failed"]
+        assert records[3]["failed"] is None and records[3]["acc"] == 1.0
+        assert all(records[k]["acc"] == 0.0 for k in (0, 1, 2))
+        assert summary["vstar/n"] == 4 and summary["vstar/failed"] == 3 and summary["vstar/acc"] == 0.25
 
-    # eval.retry_failed=false keeps the failures: nothing is asked again.
-    with ChatServer(right_answers(rows)) as server:
+        # eval.retry_failed=false keeps the failures: nothing is asked again.
+        server.table = right_answers(rows)
+        server.requests.clear()
         kept = run_eval(args(server, "eval.retry_failed=false"))
         assert server.requests == []
-    assert kept == summary
+        assert kept == summary
 
-    # Default: failed questions are retried; the finished one is not.
-    open(image, "wb").write(original)
-    with ChatServer(right_answers(rows)) as server:
+        # Default: failed questions are retried; the finished one is not.
+        open(image, "wb").write(original)
         retried = run_eval(args(server))
         asked = [first_user_text(r) for r in server.requests]
     assert len(asked) == 3 and not any(user_text(rows[3]) in text for text in asked)
     assert retried["vstar/failed"] == 0 and retried["vstar/acc"] == 1.0
-    assert len(read_jsonl(out / "trajectories.jsonl")) == 4
+    # The file is only appended: the three failures, then their retries; the last record of each question counts.
+    assert len(read_jsonl(out / "trajectories.jsonl")) == 7
 
 
-def test_rerun_skips_finished_questions_and_drops_a_half_written_line(vstar, tmp_path, tiny_model_dir):
+def valid_records(path) -> list[dict]:
+    """The records of a trajectories.jsonl that may hold damaged lines."""
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "sample" in record:
+            out.append(record)
+    return out
+
+
+def test_rerun_keeps_every_valid_record_and_reports_damaged_lines(vstar, tmp_path, tiny_model_dir, capsys):
     path, rows = vstar
     out = tmp_path / "out"
     with ChatServer(right_answers(rows)) as server:
         first = run_eval(overrides(tiny_model_dir, [path], out, server.base_url))
-    lines = (out / "trajectories.jsonl").read_text().splitlines(keepends=True)
-    assert len(lines) == 4
-    # Interrupted mid-write: two questions finished, the third cut inside its line.
-    (out / "trajectories.jsonl").write_text(lines[0] + lines[1] + lines[2][: len(lines[2]) // 2])
-    done = {json.loads(line)["key"] for line in lines[:2]}
-    with ChatServer(right_answers(rows)) as server:
+        lines = (out / "trajectories.jsonl").read_text().splitlines(keepends=True)
+        assert len(lines) == 4
+        # Damage in the middle (not JSON; JSON that is no record) before valid records, and a write cut short.
+        damaged = [lines[0], "{not json\n", '{"key": 3}\n', lines[1], "[1, 2]\n", lines[3], lines[2][:40]]
+        text = "".join(damaged)
+        (out / "trajectories.jsonl").write_text(text)
+        server.requests.clear()
+        capsys.readouterr()
         second = run_eval(overrides(tiny_model_dir, [path], out, server.base_url))
-        assert len(server.requests) == 2
-    records = read_jsonl(out / "trajectories.jsonl")
+        assert len(server.requests) == 1  # only the question whose line was cut
+    assert "line 2, 3, 5, 7" in capsys.readouterr().err
+    after = (out / "trajectories.jsonl").read_text()
+    assert after.startswith(text + "\n")  # nothing rewritten away; the cut line is ended before the next record
+    records = valid_records(out / "trajectories.jsonl")
     assert len(records) == 4 and len({r["key"] for r in records}) == 4
-    assert done <= {r["key"] for r in records}
     assert second == first
     # Results of another model (or frame, decoding, reward) never mix into these.
     with ChatServer(right_answers(rows)) as server, pytest.raises(SystemExit):
         run_eval(overrides(tiny_model_dir, [path], out, server.base_url, "data.max_pixels=40000"))
-    assert len(read_jsonl(out / "trajectories.jsonl")) == 4
+    assert (out / "trajectories.jsonl").read_text() == after
 
 
 def test_n_samples_give_mean_and_pass(vstar, tmp_path, tiny_model_dir):

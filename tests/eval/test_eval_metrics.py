@@ -211,6 +211,7 @@ def test_in_training_validation_metrics_are_the_harness_numbers(evaluated):
 
 def test_out_dir_holds_every_output(evaluated):
     out: Path = evaluated[4]
+    # Every output, the lock, and no temporaries left behind.
     assert sorted(p.name for p in out.iterdir() if p.is_file()) == [
-        "report.html", "run.json", "summary.json", "summary.md", "trajectories.jsonl",
+        "report.html", "run.json", "run.lock", "summary.json", "summary.md", "trajectories.jsonl",
     ]  # fmt: skip

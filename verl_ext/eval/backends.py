@@ -15,12 +15,18 @@ what to set.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 BACKENDS = ("vllm", "openai", "hf")
 API_KEY_ENV = "OPENAI_API_KEY"
+#: What stands for a secret in outputs and messages.
+REDACTED = "[redacted]"
+#: A bearer token (an echoed ``Authorization`` header) and the credentials of a URL (``scheme://user:pass@host``).
+_BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"',;]+")
+_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
 
 
 class EvalConfigError(ValueError):
@@ -52,24 +58,37 @@ def served_model(config: DictConfig) -> str:
         served = [m.id for m in client.models.list().data]
     except OpenAIError as e:
         raise EvalConfigError(
-            f"cannot reach the OpenAI-compatible server at eval.base_url={config.eval.base_url} ({type(e).__name__}: "
-            f"{e}); start it, or set eval.base_url to its address (ending in /v1)"
+            f"cannot reach the OpenAI-compatible server at eval.base_url={redact(config.eval.base_url)} "
+            f"({type(e).__name__}: {redact(str(e))[:500]}); start it, or set eval.base_url to its address "
+            "(ending in /v1)"
         ) from e
     finally:
         client.close()
     name = config.eval.model_name
     if name is None:
         if not served:
-            raise EvalConfigError(f"{config.eval.base_url} serves no model; set eval.model_name")
+            raise EvalConfigError(f"{redact(config.eval.base_url)} serves no model; set eval.model_name")
         return served[0]
     if served and name not in served:
-        raise EvalConfigError(f"eval.model_name={name!r} is not served at {config.eval.base_url}: it serves {served}")
+        raise EvalConfigError(
+            redact(f"eval.model_name={name!r} is not served at {config.eval.base_url}: it serves {served}")
+        )
     return name
 
 
 def api_key() -> str:
     """The key from the environment only (a command-line key would end up in shell history and logs)."""
     return os.environ.get(API_KEY_ENV) or "EMPTY"
+
+
+def redact(text: str) -> str:
+    """``text`` without the secrets the harness knows of: the API key wherever it appears (a server or proxy may
+    echo the request's headers in an error body), any bearer token, and credentials written into a URL."""
+    key = os.environ.get(API_KEY_ENV)
+    if key:
+        text = text.replace(key, REDACTED)
+    text = _BEARER.sub(lambda m: m.group(1) + REDACTED, text)
+    return _URL_CREDENTIALS.sub(lambda m: m.group(1) + REDACTED + "@", text)
 
 
 async def make_client(config: DictConfig, tokenizer: Any) -> tuple[Any, Any]:

@@ -4,16 +4,16 @@ Per question: the row as the recipe's dataset hook builds it (``RLHFDataset`` pa
 prompt), ``eval.n`` copies in one ``generate_sequences`` call with ``validate=True`` (so the sampling settings
 are ``rollout.val_kwargs``: greedy by default), the recipe's ``compute_score`` through veRL's
 ``RewardLoopWorker`` (the agent loop calls it per trajectory exactly as in training), then one record per
-sample appended to ``trajectories.jsonl``. A row that cannot be loaded or a back-end error on one question is
-recorded as failed with the reason; the run goes on. At the end: ``summary.json``, ``summary.md`` (printed)
-and ``report.html``.
+sample appended to ``trajectories.jsonl``. A row that cannot be loaded, a processor, tool or back-end error on
+one question, or a question still unfinished after ``eval.question_timeout`` seconds is recorded as failed with
+the reason; the run goes on. At the end: ``summary.json``, ``summary.md`` (printed) and ``report.html``.
+One run at a time writes an ``out_dir`` (a lock), and only into one whose ``run.json`` matches its settings.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -22,23 +22,46 @@ import pyarrow.parquet as pq
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from tqdm import tqdm
 
-from verl_ext.eval.backends import EvalConfigError, check_backend, make_client
+from verl_ext.eval.backends import EvalConfigError, check_backend, make_client, redact
 from verl_ext.eval.metrics import summarize
-from verl_ext.eval.records import RecordFile, base_record, failed_record, question_key, trajectory_records
+from verl_ext.eval.records import (
+    RecordFile,
+    base_record,
+    failed_record,
+    file_digest,
+    out_dir_lock,
+    question_key,
+    trajectory_records,
+    write_atomic,
+)
 
 SUMMARY_JSON, SUMMARY_MD, TRAJECTORIES, REPORT = "summary.json", "summary.md", "trajectories.jsonl", "report.html"
 #: What produced the records in an out_dir; a rerun may resume only with the same values.
 RUN_JSON = "run.json"
 _RUN_KEYS = (
     "actor_rollout_ref.model.path",
+    "eval.backend",
     "eval.model_name",
+    "eval.n",
     "data.min_pixels",
     "data.max_pixels",
+    "data.custom_cls",
     "actor_rollout_ref.rollout.val_kwargs",
+    "actor_rollout_ref.rollout.prompt_length",
+    "actor_rollout_ref.rollout.response_length",
+    "actor_rollout_ref.rollout.agent.default_agent_loop",
     "actor_rollout_ref.rollout.multi_turn.format",
     "actor_rollout_ref.rollout.multi_turn.max_assistant_turns",
-    "actor_rollout_ref.rollout.response_length",
+    "actor_rollout_ref.rollout.multi_turn.max_user_turns",
+    "actor_rollout_ref.rollout.multi_turn.max_tool_response_length",
+    "reward.custom_reward_function.path",
+    "reward.custom_reward_function.name",
     "reward.custom_reward_function.reward_kwargs",
+)
+#: Settings naming a file whose content changes a record (the zoom tool's and the agent loop's YAML): its digest.
+_RUN_FILE_KEYS = (
+    "actor_rollout_ref.rollout.multi_turn.tool_config_path",
+    "actor_rollout_ref.rollout.agent.agent_loop_config_path",
 )
 #: Raw columns read for records (never the images: failed rows must be described without decoding them).
 _RAW_COLUMNS = ("data_source", "reward_model", "extra_info")
@@ -57,47 +80,75 @@ def val_files(config: DictConfig) -> list[str]:
     return files
 
 
-def check_config(config: DictConfig) -> list[str]:
-    """Everything that can be wrong before work starts; returns the evaluation files."""
+def check_config(config: DictConfig) -> dict[str, str]:
+    """Everything that can be wrong before work starts; returns the evaluation files with their SHA-256."""
     if not config.eval.get("out_dir"):
         raise EvalConfigError("set eval.out_dir (results go there; a rerun with the same folder resumes)")
     if int(config.eval.n) < 1 or int(config.eval.max_concurrency) < 1:
         raise EvalConfigError("eval.n and eval.max_concurrency must be >= 1")
-    files = val_files(config)
+    if not float(config.eval.request_timeout) > 0 or not float(config.eval.question_timeout) > 0:
+        raise EvalConfigError("eval.request_timeout and eval.question_timeout must be > 0 (seconds)")
+    digests = {file: file_digest(file) for file in val_files(config)}
+    seen: dict[str, str] = {}
+    for file, digest in digests.items():
+        if digest in seen:
+            raise EvalConfigError(f"data.val_files names the same data twice ({seen[digest]} and {file})")
+        seen[digest] = file
     if not config.actor_rollout_ref.model.get("path"):
         raise EvalConfigError(
             "set actor_rollout_ref.model.path (the checkpoint, or for eval.backend=openai a folder "
             "holding the served model's tokenizer and processor)"
         )
     check_backend(config)
-    check_resumable(config)
-    return files
+    return digests
 
 
-def run_signature(config: DictConfig) -> dict[str, Any]:
-    """The settings that decide what a record means (model, frame, decoding, turn limits, reward)."""
-    return {key: OmegaConf.to_container(value) if isinstance(value, DictConfig | ListConfig) else value
-            for key in _RUN_KEYS for value in [OmegaConf.select(config, key)]}  # fmt: skip
+def run_signature(config: DictConfig, digests: dict[str, str]) -> dict[str, Any]:
+    """Every setting that decides what a record means: model, server, samples, frame, decoding, turn limits, loop
+    and tool files, reward, and the data (each file's name and SHA-256; the paths may move)."""
+    signature: dict[str, Any] = {
+        key: OmegaConf.to_container(value) if isinstance(value, DictConfig | ListConfig) else value
+        for key in _RUN_KEYS
+        for value in [OmegaConf.select(config, key)]
+    }
+    base_url = config.eval.get("base_url")
+    signature["eval.base_url"] = redact(str(base_url)) if base_url else None
+    for key in _RUN_FILE_KEYS:
+        path = OmegaConf.select(config, key)
+        signature[key] = f"sha256:{file_digest(path)}" if path and Path(path).is_file() else path
+    signature["data"] = sorted(f"{Path(file).name} sha256:{digest}" for file, digest in digests.items())
+    return json.loads(json.dumps(signature))
 
 
-def check_resumable(config: DictConfig) -> None:
+def check_resumable(config: DictConfig, signature: dict[str, Any]) -> None:
     """Refuse to add records to an out_dir whose records came from other settings (numbers would mix)."""
     path = Path(config.eval.out_dir) / RUN_JSON
     if not path.exists():
         return
-    before, now = json.loads(path.read_text()), json.loads(json.dumps(run_signature(config)))
-    changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+    try:
+        before = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        before = None
+    if not isinstance(before, dict):
+        raise EvalConfigError(f"{path} is not a run description; set a new eval.out_dir")
+    changed = sorted(k for k in set(before) | set(signature) if before.get(k) != signature.get(k))
     if changed:
+        missing = [k for k in changed if k not in before]
+        note = f" ({', '.join(missing)} not recorded: an earlier version of the harness wrote it)" if missing else ""
         raise EvalConfigError(
-            f"eval.out_dir={config.eval.out_dir} holds results of a run with other settings ({', '.join(changed)}); "
-            "set a new eval.out_dir, or the settings of that run"
+            f"eval.out_dir={config.eval.out_dir} holds results of a run with other settings or data "
+            f"({', '.join(changed)}){note}; set a new eval.out_dir, or the settings and data of that run"
         )
 
 
 def run_eval(config: DictConfig) -> dict[str, float]:
-    """Check the config, evaluate every unfinished question, write the outputs; returns summary.json's content."""
-    files = check_config(config)
-    return asyncio.run(_run(config, files))
+    """Check the config, hold the out_dir, evaluate every unfinished question, write the outputs; returns
+    summary.json's content."""
+    digests = check_config(config)
+    with out_dir_lock(Path(config.eval.out_dir)):
+        signature = run_signature(config, digests)
+        check_resumable(config, signature)
+        return asyncio.run(_run(config, digests, signature))
 
 
 class _InProcessReward:
@@ -108,16 +159,17 @@ class _InProcessReward:
         self.compute_score = SimpleNamespace(remote=worker.compute_score)
 
 
-async def _run(config: DictConfig, files: list[str]) -> dict[str, float]:
+async def _run(config: DictConfig, digests: dict[str, str], signature: dict[str, Any]) -> dict[str, float]:
     from verl.experimental.agent_loop.agent_loop import AgentLoopWorker
     from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
     from verl.protocol import DataProto
     from verl.utils import hf_processor, hf_tokenizer
     from verl.utils.dataset.rl_dataset import collate_fn, get_dataset_class
 
+    from verl_ext.tools.agent_loop import call_raising_normally
+
     out_dir = Path(config.eval.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out_dir / RUN_JSON, json.dumps(run_signature(config), indent=1, sort_keys=True) + "\n")
+    write_atomic(out_dir / RUN_JSON, json.dumps(signature, indent=1, sort_keys=True) + "\n")
     n = int(config.eval.n)
     if n > 1 and float(config.actor_rollout_ref.rollout.val_kwargs.temperature) == 0:
         print("[eval] eval.n > 1 with greedy decoding repeats one answer; set actor_rollout_ref.rollout.val_kwargs.*")
@@ -128,32 +180,44 @@ async def _run(config: DictConfig, files: list[str]) -> dict[str, float]:
     worker = AgentLoopWorker(config, llm_client=client, reward_loop_worker_handles=[reward])
     dataset_cls = get_dataset_class(config.data)
     store = RecordFile(out_dir / TRAJECTORIES, n, bool(config.eval.retry_failed))
+    store.report_damaged()
+    deadline = float(config.eval.question_timeout)
 
     todo = []
-    for file in files:
+    for file, digest in digests.items():
         raw = pq.read_table(file, columns=list(_RAW_COLUMNS)).to_pylist()
         limit = len(raw) if config.eval.get("limit") is None else min(len(raw), int(config.eval.limit))
-        pending = [p for p in range(limit) if question_key(file, p) not in store.finished]
+        pending = [p for p in range(limit) if question_key(file, p, digest) not in store.finished]
         if pending:
             dataset = dataset_cls(file, tokenizer, config.data, processor=processor)
             if len(dataset) != len(raw):
                 raise EvalConfigError(f"{file}: the dataset kept {len(dataset)} of {len(raw)} rows; evaluate every row")
-            todo.extend((file, p, dataset, raw[p]) for p in pending)
+            todo.extend((file, digest, p, dataset, raw[p]) for p in pending)
 
     slots = asyncio.Semaphore(int(config.eval.max_concurrency))
 
-    async def evaluate(file: str, position: int, dataset: Any, raw_row: dict) -> list[dict[str, Any]]:
-        bases = [base_record(file, position, s, raw_row) for s in range(n)]
+    async def attempt(position: int, dataset: Any) -> tuple[str, Any, Any]:
+        """("ok", row, output) or (stage, exception, None) for the question's failure."""
+        try:
+            row = await asyncio.to_thread(call_raising_normally, dataset.__getitem__, position)
+        except Exception as e:  # missing or corrupt image, bad row: this question only
+            return "row could not be loaded", e, None
+        batch = DataProto.from_single_dict(collate_fn([row] * n), meta_info={"validate": True})
+        try:
+            return "ok", row, await worker.generate_sequences(batch)
+        except Exception as e:  # processor, tool or back-end error, timeout after its retries
+            return "generation failed", e, None
+
+    async def evaluate(file: str, digest: str, position: int, dataset: Any, raw_row: dict) -> list[dict[str, Any]]:
+        bases = [base_record(file, digest, position, s, raw_row) for s in range(n)]
         async with slots:
-            try:
-                row = await asyncio.to_thread(dataset.__getitem__, position)
-            except Exception as e:  # missing or corrupt image, bad row: this question only
-                return [failed_record(b, f"row could not be loaded: {type(e).__name__}: {e}") for b in bases]
-            batch = DataProto.from_single_dict(collate_fn([row] * n), meta_info={"validate": True})
-            try:
-                out = await worker.generate_sequences(batch)
-            except Exception as e:  # back-end error or timeout after its retries
-                return [failed_record(b, f"generation failed: {type(e).__name__}: {e}") for b in bases]
+            try:  # the last guard: whatever hangs, the question ends as a failure
+                stage, row, out = await asyncio.wait_for(attempt(position, dataset), deadline)
+            except asyncio.TimeoutError:
+                reason = f"question unfinished after eval.question_timeout={deadline:g} s"
+                return [failed_record(b, reason) for b in bases]
+        if stage != "ok":
+            return [failed_record(b, f"{stage}: {describe(row)}") for b in bases]
         return trajectory_records([row] * n, bases, out, tokenizer)
 
     progress = tqdm(total=len(todo), desc=f"eval ({config.eval.backend})", unit="q", dynamic_ncols=True)
@@ -171,6 +235,16 @@ async def _run(config: DictConfig, files: list[str]) -> dict[str, float]:
     return write_outputs(config, store.records, out_dir)
 
 
+def describe(error: BaseException) -> str:
+    """An exception and the causes it chains (the openai client wraps transport errors), one line."""
+    parts, seen = [], set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        parts.append(f"{type(error).__name__}: {error}" if str(error) else type(error).__name__)
+        error = error.__cause__
+    return " <- ".join(parts)
+
+
 def _running(records: list[dict[str, Any]]) -> dict[str, str]:
     done = [r for r in records if not r.get("failed")]
     acc = sum(float(r.get("acc") or 0.0) for r in records) / len(records) if records else 0.0
@@ -186,15 +260,9 @@ def write_outputs(config: DictConfig, records: list[dict[str, Any]], out_dir: Pa
     edges = srpo.get("bin_edges")
     edges = list(edges) if edges is not None else None
     summary = summarize(records, num_bins, edges)
-    _atomic_write(out_dir / SUMMARY_JSON, json.dumps(summary, indent=1, sort_keys=True) + "\n")
+    write_atomic(out_dir / SUMMARY_JSON, json.dumps(summary, indent=1, sort_keys=True) + "\n")
     markdown = summary_markdown(summary)
-    _atomic_write(out_dir / SUMMARY_MD, markdown)
+    write_atomic(out_dir / SUMMARY_MD, markdown)
     write_report(records, out_dir / REPORT, per_source_images=int(config.eval.report_images_per_source))
     print(markdown)
     return summary
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

@@ -13,6 +13,8 @@ import base64
 import html
 import io
 import json
+import re
+import unicodedata
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,6 +24,7 @@ import pyarrow.parquet as pq
 from PIL import Image, ImageDraw
 
 from verl_ext.data_sources import GROUNDING, HR_BENCH_4K, HR_BENCH_8K, VSTAR
+from verl_ext.eval.records import write_atomic
 from verl_ext.imaging import load_rgb
 
 THUMB, CROP_THUMB = 640, 240
@@ -39,14 +42,26 @@ def summary_markdown(summary: Mapping[str, float]) -> str:
                 cells.append((f"{src} {split} Acc@0.5", summary[f"{src}/{split}/acc@0.5"]))
     lines = ["# Evaluation summary", ""]
     if cells:
-        lines += ["| " + " | ".join(label for label, _ in cells) + " |", "|" + "---|" * len(cells)]
+        lines += ["| " + " | ".join(markdown_text(label) for label, _ in cells) + " |", "|" + "---|" * len(cells)]
         lines += ["| " + " | ".join(f"{100 * value:.1f}" for _, value in cells) + " |", ""]
     for src in sources:
-        lines += [f"## {src}", "", "| metric | value |", "|---|---|"]
+        lines += [f"## {markdown_text(src)}", "", "| metric | value |", "|---|---|"]
         for name in sorted(k for k in summary if k.split("/")[0] == src):
-            lines.append(f"| {name[len(src) + 1 :]} | {_fmt(summary[name])} |")
+            lines.append(f"| {markdown_text(name[len(src) + 1 :])} | {_fmt(summary[name])} |")
         lines.append("")
     return "\n".join(lines)
+
+
+#: Characters that end a table cell, open HTML, an entity, a code span or a link (data names such as categories can
+#: hold any); emphasis marks are left alone (they change no structure, and metric names use ``_``).
+_MARKDOWN_SPECIAL = re.compile(r"([\\|<>&`\[\]])")
+
+
+def markdown_text(text: str) -> str:
+    """``text`` as literal markdown inside one table cell or heading line: structural characters escaped, line
+    breaks and other control characters as spaces."""
+    text = "".join(" " if unicodedata.category(c)[0] == "C" else c for c in str(text))
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
 
 
 def _fmt(value: float) -> str:
@@ -76,9 +91,7 @@ def write_report(records: Sequence[Mapping[str, Any]], path: Path, per_source_im
         sections="\n".join(sections),
         script=_SCRIPT,
     )
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(path, page)
 
 
 class _Originals:
@@ -141,7 +154,8 @@ def _section(record: Mapping[str, Any], originals: _Originals | None) -> str:
         if image is not None:
             parts.append('<div class="images">' + _figures(record, image) + "</div>")
     for turn in record.get("turns") or []:
-        parts.append(f'<pre class="{turn["role"]}">{html.escape(turn["role"])}: {html.escape(turn["text"])}</pre>')
+        role = html.escape(str(turn["role"]))
+        parts.append(f'<pre class="{role}">{role}: {html.escape(str(turn["text"]))}</pre>')
     parts.append("</section>")
     return "\n".join(parts)
 

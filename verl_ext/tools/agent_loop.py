@@ -21,12 +21,19 @@ out of ordinary pieces) is defused: veRL 0.9.1 rebuilds the multimodal inputs by
 to text and running the processor on it, so such a turn adds placeholders without images and the batch raises.
 Its tokens are replaced by a neutral filler, masked out of training, and the rollout ends there (no answer, so the
 reward scores it as failed); the rest of the batch goes on.
+
+veRL runs the processor in the event loop's executor (``self.loop.run_in_executor``). When it raises
+``StopIteration`` (the Qwen processor's ``next()`` over the images, on a prompt with more ``<|image_pad|>`` than
+images), asyncio cannot set that exception on a future: the await never ends and the rollout hangs. The loop's
+executor calls turn a ``StopIteration`` into a ``RuntimeError``, an ordinary failure of that rollout.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from verl.experimental.agent_loop.agent_loop import AgentLoopOutput, register
@@ -42,6 +49,29 @@ logger = logging.getLogger(__name__)
 UNSEEN_REASON = "crop not shown: the response budget ran out before the tool turn"
 
 
+def call_raising_normally(func: Callable[..., Any], *args: Any) -> Any:
+    """``func(*args)`` for an executor thread: a ``StopIteration`` comes back as a ``RuntimeError`` (asyncio cannot
+    set a ``StopIteration`` on a future, so the awaiting coroutine would wait forever)."""
+    try:
+        return func(*args)
+    except StopIteration as e:
+        name = getattr(func, "__qualname__", type(func).__name__)
+        raise RuntimeError(f"StopIteration raised in {name} (run in a worker thread)") from e
+
+
+class _ExecutorCalls:
+    """The agent loop's event loop (veRL's ``self.loop``) with :func:`call_raising_normally` around executor calls."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def run_in_executor(self, executor: Any, func: Callable[..., Any], *args: Any) -> asyncio.Future:
+        return self._loop.run_in_executor(executor, functools.partial(call_raising_normally, func), *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loop, name)
+
+
 @register(AGENT_NAME)
 class ZoomToolAgentLoop(ToolAgentLoop):
     """ToolAgentLoop with ``extra_fields[ZOOM_RECORDS_KEY]`` always present (``[]`` without zooms)."""
@@ -52,6 +82,7 @@ class ZoomToolAgentLoop(ToolAgentLoop):
             raise ValueError(f"max_tokens_per_turn must be >= 1 (or null for no cap), got {max_tokens_per_turn}")
         self.max_tokens_per_turn = None if max_tokens_per_turn is None else int(max_tokens_per_turn)
         self.agent_data: AgentData | None = None  # this rollout's state (one loop instance per trajectory)
+        self.loop = _ExecutorCalls(self.loop)  # veRL runs the processor through self.loop.run_in_executor
 
     async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> AgentLoopOutput:
         try:
