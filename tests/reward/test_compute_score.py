@@ -47,7 +47,14 @@ RECORDS = [
     },
 ]
 MC_INFO = {"options": ["red", "blue", "green", "yellow"], ZOOM_RECORDS_KEY: RECORDS, "num_turns": 4}
-NO_JUDGE = {"judge_called": 0.0, "judge_failed": 0.0, "judge_agree": -1.0, "judge_latency_s": 0.0}
+NO_JUDGE = {
+    "judge_called": 0.0,
+    "judge_failed": 0.0,
+    "judge_agree": -1.0,
+    "judge_latency_s": 0.0,
+    "judge_error": 0.0,
+    "judge_circuit_opens": 0.0,
+}
 GROUNDING_INFO = {"image_width": 640, "image_height": 480, "resized_width": 640, "resized_height": 480}
 
 

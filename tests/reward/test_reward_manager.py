@@ -16,7 +16,14 @@ from verl.experimental.reward_loop.reward_manager.naive import NaiveRewardManage
 from verl_ext.evidence import ZOOM_RECORDS_KEY
 from verl_ext.reward import REWARD_KEYS
 
-NO_JUDGE = {"judge_called": 0.0, "judge_failed": 0.0, "judge_agree": -1.0, "judge_latency_s": 0.0}
+NO_JUDGE = {
+    "judge_called": 0.0,
+    "judge_failed": 0.0,
+    "judge_agree": -1.0,
+    "judge_latency_s": 0.0,
+    "judge_error": 0.0,
+    "judge_circuit_opens": 0.0,
+}
 ZOOM_TURN = "<think>The sign is too small to read.</think>\n<box>[100, 50, 300, 250]</box>"
 RECORD = {
     "bbox_model": [100, 50, 300, 250],

@@ -57,6 +57,12 @@ class JudgeOptions(BaseModel):
     max_retries: int = Field(2, ge=0, le=10)
     max_concurrency: int = Field(32, ge=1)
     max_tokens: int = Field(8, ge=1)
+    #: Bytes of a reply read at most; a longer reply is a failure (a verdict reply is a few hundred bytes).
+    max_reply_bytes: int = Field(65536, ge=1024)
+    #: Circuit breaker: this many endpoint failures in a row (timeouts, connection errors, 5xx) stop calls
+    #: for ``circuit_open_s`` seconds (rows keep their rule score at once); then one probe decides.
+    circuit_failures: int = Field(5, ge=1)
+    circuit_open_s: float = Field(60.0, gt=0, allow_inf_nan=False)
 
 
 class RewardOptions(BaseModel):
