@@ -123,8 +123,7 @@ def check_template_tokens(path: str, name: str | None = None) -> None:
     start = 0
     for batch in _batches(path):
         flagged = sorted({int(k) for k in _flagged(batch, np.arange(batch.num_rows))})
-        for k in flagged:
-            row = batch.slice(k, 1).to_pylist()[0]
+        for k, row in zip(flagged, batch.take(pa.array(flagged, pa.int64())).to_pylist(), strict=True):
             found = row_template_tokens(row)
             if found:
                 count += 1

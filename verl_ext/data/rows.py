@@ -166,13 +166,13 @@ def row_template_tokens(row: dict[str, Any]) -> list[tuple[str, list[str]]]:
             if tokens:
                 found.append((field, tokens))
         elif isinstance(value, dict):
-            system = value.get("role") == "system"
+            allowed = SYSTEM_TURN_TOKENS if value.get("role") == "system" else allowed
             for key, item in value.items():
                 if key not in LOCATION_FIELDS:
-                    walk(item, f"{field}.{key}" if field else key, SYSTEM_TURN_TOKENS if system else ())
+                    walk(item, f"{field}.{key}" if field else key, allowed)
         elif isinstance(value, (list, tuple)):
             for k, item in enumerate(value):
-                walk(item, f"{field}[{k}]")
+                walk(item, f"{field}[{k}]", allowed)
 
     walk(row, "")
     return found
