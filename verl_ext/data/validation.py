@@ -68,8 +68,8 @@ def finite_box(box: object) -> list[float] | None:
     """Four numbers read by :func:`finite_number` (a list or tuple of exactly four), else None."""
     if not isinstance(box, (list, tuple)) or len(box) != 4:
         return None
-    numbers_ = [finite_number(v) for v in box]
-    return None if None in numbers_ else numbers_  # type: ignore[return-value]
+    values = [finite_number(v) for v in box]
+    return None if None in values else values  # type: ignore[return-value]
 
 
 def check_int(value: object, source: object, record: object, what: str) -> int:
@@ -89,10 +89,10 @@ def shown(value: object) -> str:
 
 def check_box_xyxy(box: object, width: int, height: int, source: object, record: object) -> list[float]:
     """A finite ``[x1, y1, x2, y2]`` inside a ``width`` x ``height`` image with positive area, else BadRecord."""
-    numbers_ = finite_box(box)
-    if numbers_ is None:
+    values = finite_box(box)
+    if values is None:
         raise BadRecord(source, record, "malformed box", shown(box))
-    x1, y1, x2, y2 = numbers_
+    x1, y1, x2, y2 = values
     if area((x1, y1, x2, y2)) <= 0:
         raise BadRecord(source, record, "box with zero area", f"{[x1, y1, x2, y2]}")
     tol = BORDER_TOLERANCE
@@ -103,10 +103,10 @@ def check_box_xyxy(box: object, width: int, height: int, source: object, record:
 
 def check_box_xywh(box: object, width: int, height: int, source: object, record: object) -> list[float]:
     """COCO ``[x, y, w, h]`` converted once to ``[x1, y1, x2, y2]`` and checked like :func:`check_box_xyxy`."""
-    numbers_ = finite_box(box)
-    if numbers_ is None:
+    values = finite_box(box)
+    if values is None:
         raise BadRecord(source, record, "malformed box", shown(box))
-    return check_box_xyxy(list(xywh_to_xyxy(numbers_)), width, height, source, record)
+    return check_box_xyxy(list(xywh_to_xyxy(values)), width, height, source, record)
 
 
 def evidence_box(box: object, width: int, height: int, xywh: bool = False) -> tuple[list[float] | None, str | None]:
@@ -116,10 +116,10 @@ def evidence_box(box: object, width: int, height: int, xywh: bool = False) -> tu
     "evidence boxes clamped to the image"), one that is malformed or has nothing inside the image is
     left out of the row (its own note). ``note`` is None when the box was used as given.
     """
-    numbers_ = finite_box(box)
-    if numbers_ is None:
+    values = finite_box(box)
+    if values is None:
         return None, "malformed evidence boxes left out"
-    xyxy = xywh_to_xyxy(numbers_) if xywh else tuple(numbers_)
+    xyxy = xywh_to_xyxy(values) if xywh else tuple(values)
     inside = clamp(xyxy, float(width), float(height))
     if area(inside) <= 0:
         return None, "evidence boxes outside the image left out"
