@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import tempfile
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 from dp_fixtures import jpeg_bytes, read_rows, run_main, write_refcoco
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from test_bad_input import balance, skipped
+from test_bad_input import _deepeyes_file, _deepeyes_row, balance, skipped
 
 #: JSON number literals: small and huge integers, every float JSON can spell, and what Python's json also reads.
 JSON_NUMBERS = st.one_of(
@@ -164,3 +165,37 @@ def test_refcoco_instances_numbers(tmp_path_factory: pytest.TempPathFactory, slo
     assert read == 9 and all_finite([r["reward_model"]["ground_truth"] for r in rows])
     if not finite(literal):
         assert skipped(stdout) == {"malformed box" if slot == "bbox" else "malformed image size": 5}
+
+
+@settings(max_examples=15, deadline=None)
+@given(literal=JSON_NUMBERS)
+@examples(None)
+def test_refcoco_refs_ids(tmp_path_factory: pytest.TempPathFactory, literal: str) -> None:
+    """Ids of the refs pickle (any number JSON gives, as Python objects): an int64 integer, else a reported record."""
+    paths = write_refcoco(tmp_path_factory.mktemp("refer"))
+    refs = pickle.loads(paths["refs"].read_bytes())
+    value = json.loads(literal)
+    refs[4]["ref_id"] = value  # ref 5: two sentences
+    paths["refs"].write_bytes(pickle.dumps(refs))
+    stdout, rows = run("refcoco_to_parquet.py", "--refer-root", paths["refer"], "--image-root", paths["images"])
+    fits = isinstance(value, int) and -(2**63) <= value < 2**63 and value not in (1, 2, 3, 4)
+    assert balance(stdout) == ((9, 9, 0) if fits else (9, 7, 2))
+    assert fits or set(skipped(stdout)) <= {"malformed ref_id", "ref_id repeated with different content"}
+
+
+@SETTINGS
+@given(literal=JSON_NUMBERS)
+@examples(None)
+def test_deepeyes_index_in_json_extra_info(literal: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "a.parquet"
+        row = _deepeyes_row(0, "Is it red?")
+        row["extra_info"] = f'{{"question": "Is it red?", "index": {literal}}}'
+        _deepeyes_file(src, [row], extra_as_text=True)
+        stdout, rows = run("deepeyes_to_parquet.py", "--input", src)
+    assert balance(stdout) == ((1, 1, 0) if finite(literal) else (1, 0, 1))
+    assert (
+        rows[0]["extra_info"]["source_id"] == str(json.loads(literal))
+        if rows
+        else skipped(stdout) == {"malformed id": 1}
+    )
