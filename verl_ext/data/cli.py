@@ -42,7 +42,8 @@ def parser(description: str, *, protocol: bool = True) -> argparse.ArgumentParse
     p.add_argument(
         "--skip-bad",
         action="store_true",
-        help="skip records with bad input (missing/unreadable image, bad box ...) and count them; default: stop",
+        help="skip records with bad input (missing/unreadable image, bad box or number, a chat-template token in "
+        "text ...) and count them; default: stop",
     )
     p.add_argument(
         "--embed-images",
