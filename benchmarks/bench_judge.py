@@ -111,6 +111,8 @@ async def main() -> None:
     print(f"  = {waves * ((args.retries + 1) * args.timeout + backoff):.1f} s here")
     without = waves * ((defaults.max_retries + 1) * defaults.timeout + default_backoff)
     print(f"  = {without:.0f} s ({without / 60:.1f} min) with the defaults")
+    rounds = math.ceil(defaults.circuit_failures / threads)  # attempt rounds until the breaker opens
+    print(f"with the breaker and the defaults: about {rounds} x {defaults.timeout} s (one wave's timeouts)")
     print("metrics:", {k: round(v, 3) for k, v in sorted(metrics.items())})
 
 

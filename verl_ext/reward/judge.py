@@ -202,11 +202,15 @@ class CircuitBreaker:
         #: Opens not yet reported by a row (:meth:`Judge.verdict` takes them).
         self.unreported_opens = 0
 
+    def refusing(self) -> bool:
+        """Whether a call now would be refused (open, and not yet time for a probe or one is running)."""
+        return self.open_until is not None and (self.probing or time.monotonic() < self.open_until)
+
     def allow(self) -> bool | None:
         """Whether a call may go now: True (closed), None (it is the probe), False (refused)."""
         if self.open_until is None:
             return True
-        if self.probing or time.monotonic() < self.open_until:
+        if self.refusing():
             return False
         self.probing = True
         return None
@@ -318,6 +322,8 @@ class Judge:
         result = _Result(None, JudgeError.CIRCUIT_OPEN)
         for attempt in range(self.options.max_retries + 1):
             if attempt:
+                if self._breaker.refusing():
+                    return result  # no backoff wait for a retry that would be refused
                 await asyncio.sleep(_backoff(attempt))
             async with self._semaphore:
                 allowed = self._breaker.allow()
