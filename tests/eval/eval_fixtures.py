@@ -27,6 +27,8 @@ MODEL_NAME = "tiny-served"
 MAX_REQUESTS = 400
 #: Longest a "hanging" answer holds its connection.
 MAX_HANG_S = 5.0
+#: Seconds between the bytes of a trickled reply (each read is quick; the whole reply takes long).
+TRICKLE_S = 0.05
 
 Reply = str | tuple[str, Any]
 
@@ -36,12 +38,17 @@ class ChatServer:
 
     ``table`` maps a text the conversation's first user turn contains to the assistant's replies, turn by turn
     (the turn is the number of assistant messages already in the conversation). A reply is the text, or
-    ``("status", code)`` to fail the request, or ``("hang", seconds)`` to hold it open. Every request body is kept.
+    ``("status", code)`` to fail the request, ``("hang", seconds)`` to hold it open, or a misbehaving server's
+    reply: ``("trickle", text)`` sends a complete reply one byte every ``TRICKLE_S``, ``("huge", n)`` a reply of
+    ``n`` characters, ``("echo", code)`` fails with a body quoting the request's headers (as some proxies do),
+    ``("big_error", n)`` fails (400) with an error message of ``n`` characters.
+    Every request body is kept, ``headers`` every request's headers.
     """
 
     def __init__(self, table: dict[str, list[Reply]]) -> None:
         self.table = table
         self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
         self._stop = threading.Event()
         server = self
 
@@ -49,13 +56,23 @@ class ChatServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def _send(self, code: int, payload: dict[str, Any]) -> None:
+            def _send(self, code: int, payload: dict[str, Any], trickle: bool = False) -> None:
                 body = json.dumps(payload).encode()
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if not trickle:
+                    self.wfile.write(body)
+                    return
+                try:
+                    for k in range(len(body)):
+                        if server._stop.wait(TRICKLE_S):
+                            return
+                        self.wfile.write(body[k : k + 1])
+                        self.wfile.flush()
+                except OSError:  # the client gave up
+                    return
 
             def do_GET(self) -> None:
                 if self.path.rstrip("/").endswith("/models"):
@@ -70,19 +87,24 @@ class ChatServer:
                     self._send(429, {"error": {"message": "test server request cap reached"}})
                     return
                 server.requests.append(request)
+                server.headers.append(dict(self.headers))
                 reply = server.reply(request)
-                if isinstance(reply, tuple) and reply[0] == "status":
-                    self._send(int(reply[1]), {"error": {"message": "scripted failure"}})
+                kind, arg = reply if isinstance(reply, tuple) else ("text", reply)
+                if kind == "status":
+                    self._send(int(arg), {"error": {"message": "scripted failure"}})
                     return
-                if isinstance(reply, tuple) and reply[0] == "hang":
-                    server._stop.wait(min(float(reply[1]), MAX_HANG_S))
-                    reply = "<answer>A</answer>"
-                message = {"role": "assistant", "content": reply}
+                if kind in ("echo", "big_error"):
+                    text = f"bad request: {dict(self.headers)}" if kind == "echo" else "e" * int(arg)
+                    self._send(int(arg) if kind == "echo" else 400, {"error": {"message": text}})
+                    return
+                if kind == "hang":
+                    server._stop.wait(min(float(arg), MAX_HANG_S))
+                    arg = "<answer>A</answer>"
+                text = "ab " * (int(arg) // 3) if kind == "huge" else arg
+                message = {"role": "assistant", "content": text}
                 choice = {"index": 0, "message": message, "finish_reason": "stop"}
-                self._send(
-                    200,
-                    {"id": "x", "object": "chat.completion", "created": 0, "model": MODEL_NAME, "choices": [choice]},
-                )
+                completion = {"id": "x", "object": "chat.completion", "created": 0, "model": MODEL_NAME}
+                self._send(200, {**completion, "choices": [choice]}, trickle=kind == "trickle")
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True

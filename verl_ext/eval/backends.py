@@ -24,8 +24,8 @@ BACKENDS = ("vllm", "openai", "hf")
 API_KEY_ENV = "OPENAI_API_KEY"
 #: What stands for a secret in outputs and messages.
 REDACTED = "[redacted]"
-#: A bearer token (an echoed ``Authorization`` header) and the credentials of a URL (``scheme://user:pass@host``).
-_BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"',;]+")
+#: An ``Authorization`` header's credentials (bearer token, basic user:password) and a URL's (``scheme://u:p@host``).
+_AUTHORIZATION = re.compile(r"(?i)((?:bearer|basic)\s+)[^\s\"',;]+")
 _URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
 
 
@@ -83,11 +83,11 @@ def api_key() -> str:
 
 def redact(text: str) -> str:
     """``text`` without the secrets the harness knows of: the API key wherever it appears (a server or proxy may
-    echo the request's headers in an error body), any bearer token, and credentials written into a URL."""
+    echo the request's headers in an error body), any bearer or basic credentials, and credentials in a URL."""
     key = os.environ.get(API_KEY_ENV)
     if key:
         text = text.replace(key, REDACTED)
-    text = _BEARER.sub(lambda m: m.group(1) + REDACTED, text)
+    text = _AUTHORIZATION.sub(lambda m: m.group(1) + REDACTED, text)
     return _URL_CREDENTIALS.sub(lambda m: m.group(1) + REDACTED + "@", text)
 
 

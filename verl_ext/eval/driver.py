@@ -189,7 +189,10 @@ async def _run(config: DictConfig, digests: dict[str, str], signature: dict[str,
         limit = len(raw) if config.eval.get("limit") is None else min(len(raw), int(config.eval.limit))
         pending = [p for p in range(limit) if question_key(file, p, digest) not in store.finished]
         if pending:
-            dataset = dataset_cls(file, tokenizer, config.data, processor=processor)
+            try:
+                dataset = dataset_cls(file, tokenizer, config.data, processor=processor)
+            except Exception as e:  # the dataset hook refuses the file (rows it cannot serve): nothing evaluated yet
+                raise EvalConfigError(f"data.val_files: {file} cannot be evaluated: {describe(e)}") from e
             if len(dataset) != len(raw):
                 raise EvalConfigError(f"{file}: the dataset kept {len(dataset)} of {len(raw)} rows; evaluate every row")
             todo.extend((file, digest, p, dataset, raw[p]) for p in pending)
