@@ -120,8 +120,8 @@ def test_one_decode_per_image_while_held_and_released_after(tool, tmp_path, monk
     assert len(opened) == 3
 
 
-def test_an_original_over_the_cache_budget_is_decoded_per_trajectory(tmp_path):
-    """The cache never holds more than its budget: an image that does not fit is the trajectory's own copy."""
+def test_an_original_over_the_cache_budget_is_decoded_once_and_counted(tmp_path):
+    """An image that does not fit the budget is still one shared copy, counted while held (issue 17)."""
     coordinate_image(640, 480).save(tmp_path / "a.png")  # 0.9 MB decoded, over a 0 MB budget
     tool = RegionZoomTool({"type": "native", "image_root": str(tmp_path), "cache_mb": 1})
     tool.originals.budget_bytes = 0
@@ -129,7 +129,7 @@ def test_an_original_over_the_cache_budget_is_decoded_per_trajectory(tmp_path):
     for t in trajectories:
         zoom(tool, t, {"bbox_2d": [10, 10, 100, 100]}, image_path="a.png")
         assert t.extra_fields[ZOOM_RECORDS_KEY][0]["valid"]
-    assert len(tool.originals) == 0 and tool.originals.decodes == 2
+    assert len(tool.originals) == 1 and tool.originals.decodes == 1 and tool.originals.held_bytes == 640 * 480 * 3
 
 
 @pytest.mark.parametrize(
