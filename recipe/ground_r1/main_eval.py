@@ -6,8 +6,9 @@
 
 The config is the training one (``config/ground_r1.yaml``) with ``config/eval/default.yaml`` on top, so every
 loop setting is the training one unless overridden. Overrides use Hydra's syntax; the API key of an
-OpenAI-compatible server comes from ``OPENAI_API_KEY`` only. A config that cannot work stops before any
-question is evaluated (exit status 2, a message naming the setting).
+OpenAI-compatible server comes from ``OPENAI_API_KEY`` only, and no output or message holds it. A config that
+cannot work, or an ``eval.out_dir`` in use or holding another run's results, stops before any question is
+evaluated (exit status 2, a message naming the setting).
 """
 
 from __future__ import annotations
@@ -32,14 +33,14 @@ def compose_eval_config(overrides: list[str]) -> DictConfig:
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    from verl_ext.eval.backends import EvalConfigError
+    from verl_ext.eval.backends import EvalConfigError, redact
     from verl_ext.eval.driver import run_eval
 
     config = compose_eval_config(list(sys.argv[1:] if argv is None else argv))
     try:
         return run_eval(config)
     except EvalConfigError as e:
-        print(f"main_eval: {e}", file=sys.stderr)
+        print(f"main_eval: {redact(str(e))}", file=sys.stderr)  # messages may quote a server's reply or URL
         raise SystemExit(2) from e
 
 
