@@ -20,7 +20,7 @@ from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
 
 from verl_ext.reward import base, compute_score
 from verl_ext.reward.base import JudgeOptions
-from verl_ext.reward.judge import judge_step_metrics, parse_verdict, request_body
+from verl_ext.reward.judge import REASON_CHARS, judge_step_metrics, parse_verdict, redact, request_body
 from verl_ext.reward_keys import JudgeError
 
 REASONING = "I zoomed into the kitchen; SECRET-REASONING says the counter looks tan."
@@ -309,6 +309,23 @@ async def test_failure_reasons_in_the_log_are_redacted_and_truncated(serve, monk
     reasons = [r.getMessage() for r in caplog.records if "LLM judge" in r.getMessage()]
     assert any("unauthorized" in reason for reason in reasons) and all(len(reason) < 1000 for reason in reasons)
     assert "SECRET" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'HTTP 401: {"Authorization": "Bearer tok-SECRET", "Host": "judge"}',
+        "authorization=Basic dXNlcjpTRUNSRVQ= sent",
+        '{"error": "bad key", "api_key": "tok-SECRET"}',
+        "x-api-key: tok-SECRET\r\npassword=SECRET",
+        "Cannot connect to http://user:tok-SECRET@judge-host:8000/v1",
+        "the key is sk-SECRET, echoed",
+    ],
+)
+def test_redacted_reasons_hold_no_credentials_and_stay_short(text):
+    reason = redact(text + " " + "x" * 5000, known=["sk-SECRET"])
+    assert "SECRET" not in reason and "dXNlcjpTRUNSRVQ" not in reason and "\n" not in reason
+    assert "***" in reason and len(reason) < REASON_CHARS + 40
 
 
 def test_enabling_the_judge_without_an_endpoint_is_a_configuration_error():

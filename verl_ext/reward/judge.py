@@ -172,10 +172,10 @@ _SECRET_PATTERNS = (
 )
 
 
-def redact(text: str, secrets_: Sequence[str] = ()) -> str:
+def redact(text: str, known: Sequence[str] = ()) -> str:
     """``text`` fit for a log line: the given secrets, bearer/basic credentials, ``authorization``/``api_key``
     style values and URL user info masked, line breaks escaped, cut to :data:`REASON_CHARS` characters."""
-    for secret in secrets_:
+    for secret in known:
         if secret:
             text = text.replace(secret, "***")
     text = _SECRET_PATTERNS[0].sub(lambda m: f"{m[1]} ***", text)
@@ -186,7 +186,8 @@ def redact(text: str, secrets_: Sequence[str] = ()) -> str:
 
 
 class CircuitBreaker:
-    """Stops calls to an endpoint that keeps failing (used on the judge's event loop only, so no lock).
+    """Stops calls to an endpoint that keeps failing (its state lives on the judge's event loop; only the
+    count of unreported opens is shared with the calling threads, under a lock).
 
     Closed: calls go through; ``threshold`` endpoint failures in a row open it. Open: calls are refused for
     ``open_s`` seconds. Then the next call is a probe (others are still refused while it runs): a reply
@@ -199,8 +200,8 @@ class CircuitBreaker:
         self.failures = 0
         self.open_until: float | None = None
         self.probing = False
-        #: Opens not yet reported by a row (:meth:`Judge.verdict` takes them).
-        self.unreported_opens = 0
+        self._unreported_opens = 0
+        self._opens_lock = threading.Lock()
 
     def refusing(self) -> bool:
         """Whether a call now would be refused (open, and not yet time for a probe or one is running)."""
@@ -225,7 +226,8 @@ class CircuitBreaker:
         self.failures += 1
         if allowed is None or (self.open_until is None and self.failures >= self.threshold):
             self.open_until = time.monotonic() + self.open_s
-            self.unreported_opens += 1
+            with self._opens_lock:
+                self._unreported_opens += 1
             _logger.warning(
                 "LLM judge: circuit open for %.0f s after %d endpoint failures in a row (%s); rows keep their "
                 "rule score without a call until a probe gets a reply",
@@ -233,6 +235,12 @@ class CircuitBreaker:
                 self.failures,
                 error.name.lower(),
             )
+
+    def take_opens(self) -> int:
+        """Opens since a row last reported them; the caller's row reports them (a step sums each once)."""
+        with self._opens_lock:
+            opens, self._unreported_opens = self._unreported_opens, 0
+        return opens
 
     def release(self, allowed: bool | None) -> None:
         """A call it let through ended without a result (cancelled): the next call may probe."""
@@ -267,7 +275,6 @@ class Judge:
         self._session: aiohttp.ClientSession | None = None
         self._semaphore: asyncio.Semaphore | None = None
         self._breaker = CircuitBreaker(options.circuit_failures, options.circuit_open_s)
-        self._opens_lock = threading.Lock()
         key = os.environ.get("OPENAI_API_KEY") if options.base_url else None
         self._secrets = (key,) if key else ()
         # identity: a compressed reply could inflate past the size cap before it is counted
@@ -283,13 +290,7 @@ class Judge:
             future.cancel()
             self._warn("no verdict in time, rows keep their rule score", repr(e))
             result = _Result(None, JudgeError.TIMEOUT)
-        return JudgeOutcome(True, result.verdict, time.monotonic() - start, result.error, self._take_opens())
-
-    def _take_opens(self) -> int:
-        """Circuit opens since a row last reported them; this row reports them (so a step sums each once)."""
-        with self._opens_lock:
-            opens, self._breaker.unreported_opens = self._breaker.unreported_opens, 0
-        return opens
+        return JudgeOutcome(True, result.verdict, time.monotonic() - start, result.error, self._breaker.take_opens())
 
     def _budget(self) -> float:
         attempts = self.options.max_retries + 1
