@@ -22,6 +22,9 @@ so it does not depend on the Ray worker's working directory)::
             max_retries: 2
             max_concurrency: 32
             max_tokens: 8
+            max_reply_bytes: 65536           # a longer reply is a failure
+            circuit_failures: 5              # endpoint failures in a row that open the circuit breaker
+            circuit_open_s: 60.0             # seconds rows skip the judge before one probe
 
 Every call returns the keys of :data:`verl_ext.reward_keys.REWARD_KEYS` as floats; ``iou`` is
 ``IOU_NOT_APPLICABLE`` (-1.0) on non-grounding rows. The project's data sources and their scorers are the
