@@ -34,6 +34,9 @@ setup(
         "regex",
         # The evaluation harness's openai back end (any OpenAI-compatible chat server).
         "openai",
+        # Curves from metrics files (verl_ext.plots) and the experiments' confidence intervals (experiments/).
+        "matplotlib",
+        "scipy",
     ],
     extras_require={
         "test": ["pytest", "pytest-asyncio", "pytest-timeout", "hypothesis", "ruff"],
