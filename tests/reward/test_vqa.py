@@ -43,6 +43,10 @@ MULTIPLE_CHOICE = [
     ("B\u200b", "B", 1.0),  # zero-width space
     ("\u200fB", "B", 1.0),  # right-to-left mark
     ("\u2066(B)\u2069", "B", 1.0),  # bidi isolates
+    ("I think the answer is B because the red one is gone.", "B", 1.0),  # a stated letter decides...
+    ("I think the answer is A because blue is not visible", "B", 0.0),  # ...over the option text it mentions
+    ("Answer: (b), light green", "B", 1.0),
+    ("B because it is blue", "B", 0.0),  # a bare letter, no statement: neither it nor the text decides
 ]
 
 
