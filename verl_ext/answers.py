@@ -103,7 +103,7 @@ def read_choice(text: str, options: Sequence[str] | None = None) -> str | None:
 
 
 def stated_letters(text: str, options: Sequence[str] | None = None) -> set[str]:
-    """Every option letter ``text`` states, upper case (docs/eval.md, "Reading an answer").
+    """Every option letter ``text`` states, upper case (docs/eval.md, "Reading a multiple-choice answer").
 
     A statement is the whole answer being a letter ("b", "(B).", "Option B"), a delimited letter leading it
     ("B. blue", "(B) blue", "B) blue"), a letter after an answer phrase anywhere ("the answer is B because ...",
