@@ -205,3 +205,14 @@ def test_module_cli_in_a_fresh_interpreter(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "png" / "scale_policy_share.png").is_file()
     assert "4 run(s), labels ['grpo', 'srpo']" in proc.stdout
+
+
+def test_the_demo_report_uses_the_same_reader_and_refuses_a_damaged_line(tmp_path):
+    from verl_ext.testing.report import read_steps
+
+    path = TINY / "grpo" / "metrics.jsonl"
+    assert read_steps(path) == plots.read_log(path).steps
+    damaged = tmp_path / "metrics.jsonl"
+    damaged.write_text(path.read_text() + '{"step": 4, "data": [1]}\n')
+    with pytest.raises(ValueError, match=r"metrics.jsonl:4: not a veRL file-logger record: TypeError"):
+        read_steps(damaged)

@@ -16,6 +16,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from verl_ext.plots import read_log
+
 SUMMARY_KEYS = (
     "critic/score/mean",
     "critic/advantages/mean",
@@ -32,17 +34,12 @@ SUMMARY_KEYS = (
 
 
 def read_steps(path: str | Path) -> dict[int, dict[str, float]]:
-    """``{step: metrics}`` from veRL's file-logger JSONL (one ``{"step", "data"}`` object a line)."""
-    steps: dict[int, dict[str, float]] = {}
-    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            steps.setdefault(int(record["step"]), {}).update(record["data"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{path}:{number}: not a veRL file-logger record: {exc}") from exc
-    return steps
+    """``{step: metrics}`` from veRL's file-logger JSONL (one ``{"step", "data"}`` object a line); a damaged line
+    is an error here (the demo's own fresh output), where :mod:`verl_ext.plots` skips and reports it."""
+    log = read_log(path)
+    if log.damaged:
+        raise ValueError(str(log.damaged[0]))
+    return log.steps
 
 
 def table(steps: dict[int, dict[str, float]]) -> str:
