@@ -46,6 +46,8 @@ VARIANTS: dict[str, list[str]] = {
 }
 #: The data source the task's rows carry (the harness names its metrics after it).
 SOURCE = "visual_cot"
+#: The recipe's SRPO bins (algorithm.srpo.num_bins, equal width), as the trainer's scale/* metrics use them.
+NUM_BINS = 3
 #: Steps at each end of training whose mean reward is compared (the "did the reward rise" numbers).
 WINDOW = 10
 
@@ -223,6 +225,38 @@ def _bins(summary: dict[str, float], what: str) -> dict[str, float]:
     return {k[len(prefix) : -len(what) - 1]: v for k, v in summary.items() if k.startswith(prefix) and k.endswith(what)}
 
 
+def training_view(run: Path) -> dict[str, Any]:
+    """From the trainer's per-trajectory dumps: accuracy, zooms and scale-bin shares over the first and last
+    ``WINDOW`` steps, and each bin's mean advantage over all steps (GRPO's bias shows as a negative small bin)."""
+    import numpy as np
+
+    from verl_ext.algorithms.srpo import scale_bins
+
+    steps = [_jsonl(f) for f in sorted((run / "advantages").glob("step_*.jsonl"))]
+
+    def window(rows_by_step: list[list[dict]]) -> dict[str, Any]:
+        rows = [r for step in rows_by_step for r in step]
+        bins = np.asarray(scale_bins(np.array([r["evidence_scale"] for r in rows]), NUM_BINS, None))
+        return {
+            "acc": statistics.mean(r["acc"] for r in rows),
+            "zooms": statistics.mean(r["num_zooms"] for r in rows),
+            "bin_share": [float((bins == k).mean()) for k in range(NUM_BINS)],
+        }
+
+    rows = [r for step in steps for r in step]
+    bins = np.asarray(scale_bins(np.array([r["evidence_scale"] for r in rows]), NUM_BINS, None))
+    advantages = np.array([r["advantage"] for r in rows])
+    return {
+        "first": window(steps[:WINDOW]),
+        "last": window(steps[-WINDOW:]),
+        "bin_adv_mean": [float(advantages[bins == k].mean()) if (bins == k).any() else None for k in range(NUM_BINS)],
+    }
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def collect(out: Path) -> dict[str, Any]:
     """Every finished run's numbers: held-out evaluation before/after, and training reward per step."""
     before = json.loads((out / "eval_before" / "summary.json").read_text())
@@ -242,6 +276,7 @@ def collect(out: Path) -> dict[str, Any]:
             "zooms_per_question": after[f"{SOURCE}/zooms_per_question"],
             "bin_share": _bins(after, "share"),
             "bin_acc": _bins(after, "acc"),
+            "train": training_view(run),
         }
     timings = json.loads((out / "timings.json").read_text()) if (out / "timings.json").exists() else {}
     return {
@@ -295,6 +330,22 @@ def table(results: dict[str, Any]) -> str:
             + " | "
             + ", ".join(f"{b} {a:.2f}" for b, a in sorted(r["bin_acc"].items()))
             + " |"
+        )
+    lines += [
+        "",
+        f"Training rollouts (per-trajectory dumps), first {WINDOW} -> last {WINDOW} steps; mean advantage per scale "
+        "bin over all steps:",
+        "",
+        "| run | train acc | zooms / trajectory | bin0 share | bin1 share | bin2 share | mean adv bin0 / bin1 / bin2 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in runs.items():
+        first, last = r["train"]["first"], r["train"]["last"]
+        shares = " | ".join(f"{a:.2f} -> {b:.2f}" for a, b in zip(first["bin_share"], last["bin_share"], strict=True))
+        adv = " / ".join("n/a" if a is None else f"{a:+.3f}" for a in r["train"]["bin_adv_mean"])
+        lines.append(
+            f"| {name} | {first['acc']:.3f} -> {last['acc']:.3f} | {first['zooms']:.2f} -> {last['zooms']:.2f} | "
+            f"{shares} | {adv} |"
         )
     return "\n".join(lines) + "\n"
 
