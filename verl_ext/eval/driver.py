@@ -151,6 +151,10 @@ def run_eval(config: DictConfig) -> dict[str, float]:
         return asyncio.run(_run(config, digests, signature))
 
 
+class QuestionFailed(Exception):
+    """One question could not be evaluated; the message is the reason its records carry."""
+
+
 class _InProcessReward:
     """A ``RewardLoopWorker`` in this process behind the handle call the agent loop makes
     (``await handle.compute_score.remote(data)``): the trainer's reward path without a Ray actor."""
@@ -199,28 +203,28 @@ async def _run(config: DictConfig, digests: dict[str, str], signature: dict[str,
 
     slots = asyncio.Semaphore(int(config.eval.max_concurrency))
 
-    async def attempt(position: int, dataset: Any) -> tuple[str, Any, Any]:
-        """("ok", row, output) or (stage, exception, None) for the question's failure."""
+    async def attempt(position: int, dataset: Any) -> tuple[dict[str, Any], Any]:
+        """The question's row and its ``n`` trajectories; a failure is raised as :class:`QuestionFailed`."""
         try:
             row = await asyncio.to_thread(call_raising_normally, dataset.__getitem__, position)
         except Exception as e:  # missing or corrupt image, bad row: this question only
-            return "row could not be loaded", e, None
+            raise QuestionFailed(f"row could not be loaded: {describe(e)}") from e
         batch = DataProto.from_single_dict(collate_fn([row] * n), meta_info={"validate": True})
         try:
-            return "ok", row, await worker.generate_sequences(batch)
+            return row, await worker.generate_sequences(batch)
         except Exception as e:  # processor, tool or back-end error, timeout after its retries
-            return "generation failed", e, None
+            raise QuestionFailed(f"generation failed: {describe(e)}") from e
 
     async def evaluate(file: str, digest: str, position: int, dataset: Any, raw_row: dict) -> list[dict[str, Any]]:
         bases = [base_record(file, digest, position, s, raw_row) for s in range(n)]
         async with slots:
-            try:  # the last guard: whatever hangs, the question ends as a failure
-                stage, row, out = await asyncio.wait_for(attempt(position, dataset), deadline)
+            try:  # the deadline is the last guard: whatever hangs, the question ends as a failure
+                row, out = await asyncio.wait_for(attempt(position, dataset), deadline)
+            except QuestionFailed as e:
+                return [failed_record(b, str(e)) for b in bases]
             except asyncio.TimeoutError:
                 reason = f"question unfinished after eval.question_timeout={deadline:g} s"
                 return [failed_record(b, reason) for b in bases]
-        if stage != "ok":
-            return [failed_record(b, f"{stage}: {describe(row)}") for b in bases]
         return trajectory_records([row] * n, bases, out, tokenizer)
 
     progress = tqdm(total=len(todo), desc=f"eval ({config.eval.backend})", unit="q", dynamic_ncols=True)
