@@ -13,7 +13,8 @@ Stages, each skipped when its output is already there (so a stopped run resumes)
 4. per variant and seed: ``python -m recipe.ground_r1.main_ground_r1`` (veRL's v1 trainer, Ray, the zoom tool, the
    recipe's reward, the estimator, the FSDP2 actor on gloo, the ``hf`` rollout) for ``--steps`` steps from the warm
    start, veRL's file logger writing ``metrics.jsonl``; then the harness on the held-out split again;
-5. report: ``table.md``, ``results.json`` and PNG plots from the runs' own metrics files and eval summaries.
+5. report: ``table.md``, ``results.json`` and PNG plots (:mod:`verl_ext.plots`) from the runs' own metrics files and
+   eval summaries.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def settings(quick: bool) -> dict[str, Any]:
     """Sizes of the full experiment, or of the quick pipeline check."""
     if quick:
         return dict(train=8, test=8, policy_steps=10, steps=2, seeds=[0], variants=["srpo", "grpo"], batch=2, n=4)
-    return dict(train=64, test=32, policy_steps=80, steps=100, seeds=[0, 1, 2], variants=list(VARIANTS), batch=2, n=4)
+    return dict(train=64, test=32, policy_steps=300, steps=100, seeds=[0, 1, 2], variants=list(VARIANTS), batch=2, n=4)
 
 
 def env() -> dict[str, str]:
@@ -361,11 +362,12 @@ def report(out: Path) -> None:
     plots(out, target)
 
 
-def plots(out: Path, target: Path) -> None:
-    """Training curves over seeds per variant from the runs' metrics files."""
-    from experiments.e2e.figures import draw
+def plots(out: Path, target: Path) -> list[Path]:
+    """Reward and per-scale-bin curves over training (:mod:`verl_ext.plots`): seeds of a variant as mean and band."""
+    from verl_ext.plots import plot_runs
 
-    draw(out / "runs", target)
+    runs = [(f, f.parent.parent.name) for f in sorted((out / "runs").glob("*/seed*/metrics.jsonl"))]
+    return plot_runs(runs, target, ["critic/score/mean", "scale/*"])
 
 
 def main() -> None:

@@ -59,6 +59,6 @@ def test_the_report_shows_every_run_and_the_plots(out: Path) -> None:
     table = (out / "report" / "table.md").read_text()
     for row in ("| srpo | 1 |", "| grpo | 1 |", "| srpo/seed0 | 2 |", "| grpo/seed0 | 2 |"):
         assert row in table
-    for name in ("reward.png", "scale_share.png", "scale_acc.png"):
+    for name in ("critic_score_mean.png", "scale_share.png", "scale_adv_mean.png"):
         with Image.open(out / "report" / name) as image:
             assert image.format == "PNG" and image.width > 300

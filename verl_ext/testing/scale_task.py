@@ -173,13 +173,15 @@ def script(row: dict[str, Any], rng: random.Random, p_correct: float) -> tuple[s
 
 @dataclass(frozen=True)
 class PolicyWarmStart:
-    """How the warm start trains (a few minutes on two cores)."""
+    """How the warm start trains: the demo warm start's steps and batch (tiny_policy.WarmStart), several minutes on
+    two cores. 80 steps of 4 were measured too few: sampled at temperature 1 the policy garbled its boxes and never
+    answered, so every reward was 0 (docs/experiments.md, section 2)."""
 
     seed: int = 0
     rows: int = 32
     per_row: int = 6
-    steps: int = 80
-    batch_size: int = 4
+    steps: int = 300
+    batch_size: int = 8
     lr: float = 3e-3
     p_correct: float = 0.75
 
