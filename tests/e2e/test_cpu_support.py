@@ -17,6 +17,7 @@ from verl.workers.rollout.replica import TokenOutput
 from verl_ext.compat.gloo import plain_gloo
 from verl_ext.cpu.hf_rollout import HFGenerateServer, HFServerAdapter, server_name, state_checksum
 from verl_ext.cpu.platform import PlatformCPU
+from verl_ext.testing import tiny_policy, tiny_vqa
 from verl_ext.testing.tiny_qwen import build_tiny_qwen25vl
 
 RESPONSE_LENGTH = 8
@@ -60,10 +61,46 @@ def test_generate_with_an_image_returns_response_tokens_and_their_log_probs(serv
     full = torch.tensor([ids + out.token_ids])
     with torch.no_grad():
         logits = server.model(
-            input_ids=full, pixel_values=inputs["pixel_values"], image_grid_thw=inputs["image_grid_thw"]
+            input_ids=full,
+            pixel_values=inputs["pixel_values"],
+            image_grid_thw=inputs["image_grid_thw"],
+            mm_token_type_ids=torch.tensor(server.processor.create_mm_token_type_ids(full.tolist())),
         ).logits[0, len(ids) - 1 : -1]
     expected = torch.log_softmax(logits.float(), -1).gather(-1, torch.tensor(out.token_ids)[:, None]).squeeze(-1)
     assert torch.allclose(torch.tensor(out.log_probs), expected, atol=1e-4)
+
+
+def test_rollout_log_probs_equal_the_actors_on_veRLs_3d_positions(model_dir: Path, tmp_path: Path) -> None:
+    """Through veRL's agent loop: the hf rollout's log-probs equal the model's on the (text, t, h, w) positions the
+    agent loop computed, the ones veRL's actor feeds the model. Without ``mm_token_type_ids`` transformers 5.x
+    generates with 1-D positions for the image tokens and the two differ."""
+    from verl.experimental.agent_loop.agent_loop import AgentLoopWorker
+    from verl.utils import hf_processor, hf_tokenizer
+
+    data = tiny_vqa.write(tmp_path, 1, seed=3)
+    config = tiny_policy.recipe_config(
+        model_dir, data, ["actor_rollout_ref.rollout.calculate_log_probs=True", "data.max_response_length=24"]
+    )
+    rollout = config.actor_rollout_ref
+    server = HFGenerateServer(rollout.rollout, rollout.model, replica_rank=0)
+    rows = tiny_policy.load_rows(config, hf_tokenizer(str(model_dir)), hf_processor(str(model_dir)))
+    out = asyncio.run(AgentLoopWorker(config, llm_client=server).generate_sequences(tiny_policy._row_batch(rows[0], 2)))
+    batch, prompt_len = out.batch, out.batch["prompts"].shape[1]
+    assert batch["position_ids"].shape[1] == 4, "veRL's positions for Qwen2.5-VL are (text, t, h, w)"
+    for i in range(len(out)):
+        mm = out.non_tensor_batch["multi_modal_inputs"][i]
+        with torch.no_grad():
+            logits = server.model(
+                input_ids=batch["input_ids"][i : i + 1],
+                attention_mask=batch["attention_mask"][i : i + 1],
+                position_ids=batch["position_ids"][i : i + 1].transpose(0, 1),
+                pixel_values=mm["pixel_values"],
+                image_grid_thw=mm["image_grid_thw"],
+            ).logits[0, prompt_len - 1 : -1]
+        responses, mask = batch["responses"][i], batch["response_mask"][i].bool()
+        actor = torch.log_softmax(logits.float(), -1).gather(-1, responses[:, None]).squeeze(-1)
+        assert mask.sum() > 0
+        assert torch.allclose(actor[mask], batch["rollout_log_probs"][i][mask], atol=1e-4)
 
 
 def test_update_weights_changes_what_is_sampled_and_rejects_foreign_names(server: HFGenerateServer) -> None:

@@ -134,6 +134,9 @@ class HFGenerateServer:
             pixels = self.processor.image_processor(images=image_data, return_tensors="pt", **mm_processor_kwargs)
             inputs["pixel_values"] = pixels["pixel_values"]
             inputs["image_grid_thw"] = pixels["image_grid_thw"]
+            # transformers 5.x computes Qwen2.5-VL's 3-D (mrope) positions only when it is told which tokens are
+            # image tokens; without this it silently uses 1-D positions, unlike veRL's actor and vLLM.
+            inputs["mm_token_type_ids"] = torch.tensor(self.processor.create_mm_token_type_ids([prompt_ids]))
         temperature = float(sampling_params.get("temperature", 1.0))
         do_sample = temperature > 0
         sampling: dict[str, Any] = {"do_sample": do_sample}

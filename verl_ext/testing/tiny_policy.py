@@ -191,6 +191,9 @@ def _model_inputs(batch, indices: list[int]) -> tuple[dict[str, torch.Tensor], t
     inputs = {
         "input_ids": input_ids,
         "attention_mask": attention[:, lo:hi],
+        # The (text, t, h, w) positions veRL's agent loop computed, as veRL's actor feeds them: without them
+        # transformers 5.x falls back to 1-D positions for image tokens and the policy learns another geometry.
+        "position_ids": batch.batch["position_ids"][indices][..., lo:hi].transpose(0, 1),
         "pixel_values": torch.cat([m["pixel_values"] for m in mm]),
         "image_grid_thw": torch.cat([m["image_grid_thw"] for m in mm]),
     }
