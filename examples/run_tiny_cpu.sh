@@ -19,7 +19,7 @@
 # VERL_PLATFORM; GPU launches never load it.
 #
 # Environment: OUT_DIR, ESTIMATORS (default "srpo grpo"), ROLLOUT_N (default 4; a multiple of G2), PYTHON (default
-# python).
+# python), ROLLOUT (default hf; vllm: veRL's vLLM rollout on vLLM's CPU build).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,6 +27,15 @@ OUT_DIR="${OUT_DIR:-$(mktemp -d -t ground_r1_tiny_cpu.XXXXXX)}"
 ESTIMATORS="${ESTIMATORS:-srpo grpo}"
 ROLLOUT_N="${ROLLOUT_N:-4}"
 PYTHON="${PYTHON:-python}"
+# ROLLOUT=hf (default): the HF-generate rollout; ROLLOUT=vllm: veRL's vLLM rollout on vLLM's CPU build (needs the
+# environment of examples/lib/install_vllm_cpu.sh; no sleep mode on CPU; a 1 GiB KV cache).
+case "${ROLLOUT:-hf}" in
+    hf) ROLLOUT_ARGS=(actor_rollout_ref.rollout.name=hf) ;;
+    vllm) export VLLM_CPU_KVCACHE_SPACE="${VLLM_CPU_KVCACHE_SPACE:-1}"
+        ROLLOUT_ARGS=(actor_rollout_ref.rollout.name=vllm_cpu actor_rollout_ref.rollout.gpu_memory_utilization=0.1
+        +actor_rollout_ref.rollout.enable_sleep_mode=False) ;;
+    *) echo "[run_tiny_cpu] ROLLOUT must be hf or vllm, not ${ROLLOUT}" >&2; exit 2 ;;
+esac
 export VERL_USE_EXTERNAL_MODULES=verl_ext.cpu.plugin VERL_PLATFORM=cpu
 export TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}" HYDRA_FULL_ERROR=1
 # A fresh Ray cluster owned by this run (never attach to someone else's); it stops when the trainer exits.
@@ -71,7 +80,7 @@ for estimator in $ESTIMATORS; do
         actor_rollout_ref.actor.use_kl_loss=False \
         actor_rollout_ref.actor.optim.lr=1e-3 \
         actor_rollout_ref.actor.checkpoint.save_contents=[model,hf_model] \
-        actor_rollout_ref.rollout.name=hf \
+        "${ROLLOUT_ARGS[@]}" \
         actor_rollout_ref.rollout.n="$ROLLOUT_N" \
         actor_rollout_ref.rollout.tensor_model_parallel_size=1 \
         actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=4 \
