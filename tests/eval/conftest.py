@@ -25,3 +25,13 @@ def no_proxy_for_local_servers(monkeypatch: pytest.MonkeyPatch) -> None:
     """The test servers listen on 127.0.0.1: an HTTP(S)_PROXY from the environment must not route requests away."""
     for name in ("NO_PROXY", "no_proxy"):
         monkeypatch.setenv(name, ",".join(filter(None, ["127.0.0.1,localhost", os.environ.get(name)])))
+
+
+@pytest.fixture
+def vstar(tmp_path: Path) -> tuple[Path, list[dict]]:
+    """A V* evaluation parquet written by the real converter, and its rows."""
+    import pyarrow.parquet as pq
+    from eval_fixtures import vstar_parquet
+
+    path = vstar_parquet(tmp_path)
+    return path, pq.read_table(path).to_pylist()

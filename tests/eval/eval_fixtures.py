@@ -213,6 +213,11 @@ def user_text(row: dict[str, Any]) -> str:
     return user["content"].replace("<image>", "").strip()
 
 
+def right_answers(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """A stub-server table that answers every row's question with its ground-truth letter."""
+    return {user_text(r): [answer(r["reward_model"]["ground_truth"])] for r in rows}
+
+
 def overrides(model_dir: Path, files: list[Path], out_dir: Path, base_url: str, *extra: str) -> list[str]:
     """Command-line overrides of an openai-back-end run on the tiny processor's pixel bounds."""
     from verl_ext.testing.tiny_qwen import TINY_MAX_PIXELS, TINY_MIN_PIXELS

@@ -5,19 +5,17 @@ from __future__ import annotations
 import json
 import socket
 
-import pyarrow.parquet as pq
 import pytest
-from eval_fixtures import ChatServer, answer, first_user_text, overrides, read_jsonl, run_eval, user_text, vstar_parquet
-
-
-@pytest.fixture
-def vstar(tmp_path):
-    path = vstar_parquet(tmp_path)
-    return path, pq.read_table(path).to_pylist()
-
-
-def right_answers(rows) -> dict[str, list]:
-    return {user_text(r): [answer(r["reward_model"]["ground_truth"])] for r in rows}
+from eval_fixtures import (
+    ChatServer,
+    answer,
+    first_user_text,
+    overrides,
+    read_jsonl,
+    right_answers,
+    run_eval,
+    user_text,
+)
 
 
 def test_failures_are_recorded_counted_and_retried(vstar, tmp_path, tiny_model_dir):

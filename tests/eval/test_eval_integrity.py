@@ -10,19 +10,9 @@ import shutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from eval_fixtures import ChatServer, answer, overrides, read_jsonl, run_eval, user_text, vstar_parquet
+from eval_fixtures import ChatServer, overrides, read_jsonl, right_answers, run_eval, vstar_parquet
 
 from verl_ext.eval.records import LOCK_FILE, out_dir_lock
-
-
-@pytest.fixture
-def vstar(tmp_path):
-    path = vstar_parquet(tmp_path)
-    return path, pq.read_table(path).to_pylist()
-
-
-def right_answers(rows) -> dict[str, list]:
-    return {user_text(r): [answer(r["reward_model"]["ground_truth"])] for r in rows}
 
 
 def rewrite(path, rows) -> None:
