@@ -30,15 +30,16 @@ the colour better.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import io
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from verl_ext.testing.tiny_vqa import COLOURS
+
+if TYPE_CHECKING:
+    from verl_ext.testing.tiny_policy import WarmStart
 
 #: Side of every image in original pixels: twice the side the tiny processor shows (224 at max_pixels 50176).
 SIDE = 448
@@ -171,50 +172,23 @@ def script(row: dict[str, Any], rng: random.Random, p_correct: float) -> tuple[s
     )
 
 
-@dataclass(frozen=True)
-class PolicyWarmStart:
-    """How the warm start trains: the demo warm start's steps and batch (tiny_policy.WarmStart), several minutes on
-    two cores. 80 steps of 4 were measured too few: sampled at temperature 1 the policy garbled its boxes and never
-    answered, so every reward was 0 (docs/experiments.md, section 2)."""
+def policy_warm_start(**changes: Any) -> WarmStart:
+    """The warm start on this task: the demo warm start's steps and batch (tiny_policy.WarmStart), over 32 rows with 6
+    conversations each, several minutes on two cores. 80 steps of 4 were measured too few: sampled at temperature 1
+    the policy garbled its boxes and never answered, so every reward was 0 (docs/experiments.md, section 2)."""
+    from verl_ext.testing.tiny_policy import WarmStart
 
-    seed: int = 0
-    rows: int = 32
-    per_row: int = 6
-    steps: int = 300
-    batch_size: int = 8
-    lr: float = 3e-3
-    p_correct: float = 0.75
+    return WarmStart(**{"rows": 32, "per_row": 6, **changes})
 
 
-def scripted_batch(config, rows_: list[dict[str, Any]], ws: PolicyWarmStart):
-    """veRL's agent-loop output for ``ws.per_row`` scripted conversations per row (the teacher-forcing data)."""
-    from verl.experimental.agent_loop.agent_loop import AgentLoopWorker
-    from verl.protocol import DataProto
-    from verl.utils.dataset.rl_dataset import collate_fn
-
-    from verl_ext.testing.tiny_policy import ScriptedClient
-
-    rng = random.Random(ws.seed)
-    worker = AgentLoopWorker(config, llm_client=None)
-    client = ScriptedClient(worker.tokenizer)
-    worker.llm_client = client
-    outputs = []
-    for row in rows_:
-        client.load([script(row, rng, ws.p_correct) for _ in range(ws.per_row)])
-        batch = DataProto.from_single_dict(collate_fn([row] * ws.per_row))
-        outputs.append(asyncio.run(worker.generate_sequences(batch)))
-    batch = DataProto.concat(outputs)
-    order = sorted(range(len(batch)), key=lambda i: batch.batch["input_ids"][i].tolist())
-    return batch[order]
-
-
-def build_policy(out_dir: str | Path, data_file: str | Path, ws: PolicyWarmStart = PolicyWarmStart()) -> Path:
+def build_policy(out_dir: str | Path, data_file: str | Path, ws: WarmStart | None = None) -> Path:
     """The tiny Qwen2.5-VL warm-started on scripted conversations over the first ``ws.rows`` rows of ``data_file``."""
+    ws = ws or policy_warm_start()
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration
     from verl.utils import hf_processor, hf_tokenizer
 
-    from verl_ext.testing.tiny_policy import WarmStart, load_rows, recipe_config, train
+    from verl_ext.testing.tiny_policy import load_rows, recipe_config, scripted_rollouts, train
     from verl_ext.testing.tiny_qwen import build_tiny_qwen25vl
 
     start = time.monotonic()
@@ -222,10 +196,10 @@ def build_policy(out_dir: str | Path, data_file: str | Path, ws: PolicyWarmStart
     out = build_tiny_qwen25vl(out_dir, seed=ws.seed)
     config = recipe_config(out, data_file, [f"data.max_prompt_length={PROMPT_LENGTH}"])
     rows_ = load_rows(config, hf_tokenizer(str(out)), hf_processor(str(out)))[: ws.rows]
-    batch = scripted_batch(config, rows_, ws)
+    batch, _ = scripted_rollouts(config, rows_, ws, script)
     print(f"[scale_task] {len(batch)} scripted rollouts in {time.monotonic() - start:.1f} s", flush=True)
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(out, dtype=torch.float32, attn_implementation="sdpa")
-    train(model, batch, WarmStart(seed=ws.seed, steps=ws.steps, batch_size=ws.batch_size, lr=ws.lr))
+    train(model, batch, ws)
     model.save_pretrained(out)
     print(f"[scale_task] warm start: {ws.steps} steps, {time.monotonic() - start:.1f} s in all", flush=True)
     return out
@@ -242,14 +216,15 @@ def main() -> None:
     policy = sub.add_parser("policy", help="build the warm-started tiny policy")
     policy.add_argument("--data", required=True, help="train.parquet of this task")
     policy.add_argument("--out", required=True)
-    policy.add_argument("--seed", type=int, default=PolicyWarmStart.seed)
-    policy.add_argument("--steps", type=int, default=PolicyWarmStart.steps)
+    policy.add_argument("--seed", type=int, default=0)
+    policy.add_argument("--steps", type=int, help="teacher-forcing steps (default: tiny_policy.WarmStart's)")
     args = parser.parse_args()
     if args.command == "data":
         for path in write(args.out, args.train, args.test, args.seed).values():
             print(path)
     else:
-        print(build_policy(args.out, args.data, PolicyWarmStart(seed=args.seed, steps=args.steps)))
+        changes = {"seed": args.seed} if args.steps is None else {"seed": args.seed, "steps": args.steps}
+        print(build_policy(args.out, args.data, policy_warm_start(**changes)))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import random
 import tempfile
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,8 +153,21 @@ def _row_batch(row: dict[str, Any], n: int):
     return DataProto.from_single_dict(collate_fn([row] * n))
 
 
-def scripted_rollouts(config, rows: list[dict[str, Any]], ws: WarmStart):
-    """Teacher-forcing data: veRL's agent loop output for ``ws.per_row`` scripted trajectories per row."""
+def demo_script(row: dict[str, Any], rng: random.Random, p_correct: float) -> tuple[str, str]:
+    """One scripted conversation of the demo task: a zoom on a random box, then the answer, right with ``p_correct``."""
+    extra = row["extra_info"]
+    truth = str(row["reward_model"]["ground_truth"])
+    return zoom_turn(extra["resized_width"], extra["resized_height"], rng), answer_turn(truth, rng, p_correct)
+
+
+def scripted_rollouts(
+    config,
+    rows: list[dict[str, Any]],
+    ws: WarmStart,
+    script: Callable[[dict[str, Any], random.Random, float], tuple[str, str]] = demo_script,
+):
+    """Teacher-forcing data: veRL's agent loop output for ``ws.per_row`` conversations per row, each the two turns
+    ``script(row, rng, ws.p_correct)`` writes."""
     from verl.experimental.agent_loop.agent_loop import AgentLoopWorker
     from verl.protocol import DataProto
 
@@ -163,14 +177,7 @@ def scripted_rollouts(config, rows: list[dict[str, Any]], ws: WarmStart):
     worker.llm_client = client
     outputs = []
     for row in rows:
-        extra = row["extra_info"]
-        truth = str(row["reward_model"]["ground_truth"])
-        client.load(
-            [
-                (zoom_turn(extra["resized_width"], extra["resized_height"], rng), answer_turn(truth, rng, ws.p_correct))
-                for _ in range(ws.per_row)
-            ]
-        )
+        client.load([script(row, rng, ws.p_correct) for _ in range(ws.per_row)])
         outputs.append(asyncio.run(worker.generate_sequences(_row_batch(row, ws.per_row))))
     batch = DataProto.concat(outputs)
     # Trajectories of a row reach the client in task order; sort so the data never depends on it.
