@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -119,3 +120,25 @@ def rollout_batch(tokenizer) -> Callable[[list[dict]], object]:
         )
 
     return _batch
+
+
+@pytest.fixture
+async def serve():
+    """``await serve(server)``: a local judge endpoint posting ``/v1/chat/completions`` to ``server.handle`` (an aiohttp
+    handler); its "host:port" on 127.0.0.1, stopped after the test."""
+    from aiohttp import web
+
+    runners = []
+
+    async def _serve(server: Any) -> str:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", server.handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0, shutdown_timeout=0.1).start()
+        runners.append(runner)
+        return f"127.0.0.1:{runner.addresses[0][1]}"
+
+    yield _serve
+    for runner in runners:
+        await runner.cleanup()

@@ -120,26 +120,6 @@ class JudgeServer:
             return response
 
 
-@pytest.fixture
-async def serve():
-    """``await serve(server)``: the server's "host:port" on 127.0.0.1; stopped after the test."""
-    runners = []
-
-    async def _serve(server: JudgeServer) -> str:
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", server.handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, shutdown_timeout=1.0)
-        await site.start()
-        runners.append(runner)
-        return f"127.0.0.1:{runner.addresses[0][1]}"
-
-    yield _serve
-    for runner in runners:
-        await runner.cleanup()
-
-
 JUDGE = {"enable": True, "timeout": 0.5, "max_retries": 1}
 
 

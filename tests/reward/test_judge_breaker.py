@@ -41,25 +41,6 @@ class Endpoint:
         return web.json_response({"choices": [{"message": {"role": "assistant", "content": content}}]})
 
 
-@pytest.fixture
-async def serve():
-    """``await serve(endpoint)``: its "host:port" on 127.0.0.1; stopped after the test."""
-    runners = []
-
-    async def _serve(endpoint: Endpoint) -> str:
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", endpoint.handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0, shutdown_timeout=0.1).start()
-        runners.append(runner)
-        return f"127.0.0.1:{runner.addresses[0][1]}"
-
-    yield _serve
-    for runner in runners:
-        await runner.cleanup()
-
-
 async def test_a_hung_judge_costs_one_wave_of_timeouts_not_every_row(serve, model_dir, reward_config, rollout_batch):
     """64 distinct open answers, one step: the first rows' timeouts open the circuit, the rest are not sent."""
     endpoint = Endpoint("hang")
