@@ -15,18 +15,14 @@ what to set.
 from __future__ import annotations
 
 import os
-import re
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from verl_ext.redaction import mask_secrets
+
 BACKENDS = ("vllm", "openai", "hf")
 API_KEY_ENV = "OPENAI_API_KEY"
-#: What stands for a secret in outputs and messages.
-REDACTED = "[redacted]"
-#: An ``Authorization`` header's credentials (bearer token, basic user:password) and a URL's (``scheme://u:p@host``).
-_AUTHORIZATION = re.compile(r"(?i)((?:bearer|basic)\s+)[^\s\"',;]+")
-_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
 
 
 class EvalConfigError(ValueError):
@@ -83,12 +79,8 @@ def api_key() -> str:
 
 def redact(text: str) -> str:
     """``text`` without the secrets the harness knows of: the API key wherever it appears (a server or proxy may
-    echo the request's headers in an error body), any bearer or basic credentials, and credentials in a URL."""
-    key = os.environ.get(API_KEY_ENV)
-    if key:
-        text = text.replace(key, REDACTED)
-    text = _AUTHORIZATION.sub(lambda m: m.group(1) + REDACTED, text)
-    return _URL_CREDENTIALS.sub(lambda m: m.group(1) + REDACTED + "@", text)
+    echo the request's headers in an error body) and every credential-shaped value (:mod:`verl_ext.redaction`)."""
+    return mask_secrets(text, [os.environ.get(API_KEY_ENV)])
 
 
 async def make_client(config: DictConfig, tokenizer: Any) -> tuple[Any, Any]:

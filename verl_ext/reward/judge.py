@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 import aiohttp
 import yarl
 
+from verl_ext.redaction import mask_secrets
 from verl_ext.reward.base import JudgeOptions, warn_once
 from verl_ext.reward_keys import (
     JUDGE_AGREE,
@@ -165,22 +166,10 @@ def request_body(options: JudgeOptions, question: str, truth: str, answer: str) 
     return body
 
 
-_SECRET_PATTERNS = (
-    re.compile(r"(?i)(bearer|basic)\s+[^\s\"',;}]+"),
-    re.compile(r"(?i)((?:authorization|api[-_]?key|x-api-key|password|token)[\"']?\s*[:=]\s*[\"']?)[^\s\"',;}]+"),
-    re.compile(r"(?<=://)[^/\s@]+@"),
-)
-
-
 def redact(text: str, known: Sequence[str] = ()) -> str:
     """``text`` fit for a log line: the given secrets, bearer/basic credentials, ``authorization``/``api_key``
     style values and URL user info masked, line breaks escaped, cut to :data:`REASON_CHARS` characters."""
-    for secret in known:
-        if secret:
-            text = text.replace(secret, "***")
-    text = _SECRET_PATTERNS[0].sub(lambda m: f"{m[1]} ***", text)
-    text = _SECRET_PATTERNS[1].sub(lambda m: f"{m[1]}***", text)
-    text = _SECRET_PATTERNS[2].sub("***@", text)
+    text = mask_secrets(text, known)
     text = text.replace("\r", "\\r").replace("\n", "\\n")
     return text if len(text) <= REASON_CHARS else f"{text[:REASON_CHARS]}... ({len(text)} characters)"
 
